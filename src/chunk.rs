@@ -1,0 +1,121 @@
+//! A chunk of the split design matrix: the unit every pass maps over.
+//!
+//! A chunk holds `n` rows of the model frame in three design blocks (dense numeric columns,
+//! categorical codes, a CSR sparse block) plus the per-row response, prior weight, offset and
+//! input row id. [`Chunk`] owns its arrays (built by `design::encode`); [`ChunkView`] borrows
+//! them, either from a `Chunk` or zero-copy from a memory-mapped cache file (`store`).
+
+/// An owned chunk, as produced by encoding one Arrow record batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chunk {
+    /// 0-based row index in the input before filtering (files in sorted path order).
+    pub row_id: Vec<u64>,
+    /// Response (successes for `cbind`).
+    pub y: Vec<f64>,
+    /// Failures column of `cbind(successes, failures)`, if any.
+    pub failures: Option<Vec<f64>>,
+    /// Prior weights (1 when none given).
+    pub weight: Vec<f64>,
+    /// Offset of the linear predictor (0 when none given).
+    pub offset: Vec<f64>,
+    /// Number of dense columns.
+    pub n_dense: usize,
+    /// Dense block, column-major: column `j` is `dense[j*n .. (j+1)*n]`.
+    pub dense: Vec<f64>,
+    /// Number of categorical columns.
+    pub n_cat: usize,
+    /// Categorical codes, column-major (`cat[k*n + i]` is row i's level code in categorical k).
+    pub cat: Vec<u32>,
+    /// CSR row pointers of the sparse block (`n + 1` entries).
+    pub indptr: Vec<u32>,
+    /// CSR column indices within the sparse block, strictly increasing within a row.
+    pub indices: Vec<u32>,
+    /// CSR values.
+    pub values: Vec<f64>,
+}
+
+impl Chunk {
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.row_id.len()
+    }
+
+    /// Borrow the chunk as a view.
+    pub fn view(&self) -> ChunkView<'_> {
+        ChunkView {
+            n: self.row_id.len(),
+            row_id: &self.row_id,
+            y: &self.y,
+            failures: self.failures.as_deref(),
+            weight: &self.weight,
+            offset: &self.offset,
+            n_dense: self.n_dense,
+            dense: &self.dense,
+            n_cat: self.n_cat,
+            cat: &self.cat,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            values: &self.values,
+        }
+    }
+}
+
+/// A borrowed chunk: the same arrays as [`Chunk`], as slices.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkView<'a> {
+    /// Number of rows.
+    pub n: usize,
+    /// Input row ids.
+    pub row_id: &'a [u64],
+    /// Response.
+    pub y: &'a [f64],
+    /// Failures (cbind), if any.
+    pub failures: Option<&'a [f64]>,
+    /// Prior weights.
+    pub weight: &'a [f64],
+    /// Offsets.
+    pub offset: &'a [f64],
+    /// Number of dense columns.
+    pub n_dense: usize,
+    /// Dense block, column-major.
+    pub dense: &'a [f64],
+    /// Number of categorical columns.
+    pub n_cat: usize,
+    /// Categorical codes, column-major.
+    pub cat: &'a [u32],
+    /// CSR row pointers.
+    pub indptr: &'a [u32],
+    /// CSR column indices.
+    pub indices: &'a [u32],
+    /// CSR values.
+    pub values: &'a [f64],
+}
+
+impl<'a> ChunkView<'a> {
+    /// Dense column `j` (length n).
+    #[inline]
+    pub fn dense_col(&self, j: usize) -> &'a [f64] {
+        &self.dense[j * self.n..(j + 1) * self.n]
+    }
+
+    /// Codes of categorical column `k` (length n).
+    #[inline]
+    pub fn cat_col(&self, k: usize) -> &'a [u32] {
+        &self.cat[k * self.n..(k + 1) * self.n]
+    }
+
+    /// Sparse entries of row `i`: (indices, values).
+    #[inline]
+    pub fn sparse_row(&self, i: usize) -> (&'a [u32], &'a [f64]) {
+        if self.indptr.is_empty() {
+            return (&[], &[]);
+        }
+        let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+
+    /// Number of stored sparse entries.
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+}

@@ -1,0 +1,571 @@
+//! Encoding: one Arrow `RecordBatch` → one [`Chunk`] of the split design, applying filters and
+//! the missing-value policy, checking every value, and interning categorical levels.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+
+use super::spec::{DesignSpec, LevelKind, NaPolicy};
+use crate::chunk::Chunk;
+use crate::error::{Error, Result};
+
+/// Bits reserved for the within-term index when several sparse terms share the block; the top
+/// bits hold the term number until `store` rewrites indices to final columns.
+pub const SPARSE_TERM_SHIFT: u32 = 28;
+
+/// A categorical level as read: strings by bytes, numbers by value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LevelKey {
+    Str(Box<str>),
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+}
+
+impl LevelKey {
+    fn name(&self) -> String {
+        match self {
+            LevelKey::Str(s) => s.to_string(),
+            LevelKey::Int(v) => v.to_string(),
+            LevelKey::Float(b) => f64::from_bits(*b).to_string(),
+            LevelKey::Bool(b) => b.to_string(),
+        }
+    }
+    fn cmp_key(&self, o: &Self) -> std::cmp::Ordering {
+        match (self, o) {
+            (LevelKey::Str(a), LevelKey::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (LevelKey::Int(a), LevelKey::Int(b)) => a.cmp(b),
+            (LevelKey::Float(a), LevelKey::Float(b)) => f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
+            (LevelKey::Bool(a), LevelKey::Bool(b)) => a.cmp(b),
+            _ => std::cmp::Ordering::Equal,
+        }
+    }
+}
+
+/// Thread-safe interner of one categorical column's levels. Rows get provisional codes in
+/// first-seen order; [`LevelInterner::finish`] sorts the levels and returns the remap to final
+/// codes (level 0 = first in sorted order = the reference).
+#[derive(Debug, Default)]
+pub struct LevelInterner {
+    state: Mutex<(HashMap<LevelKey, u32>, Vec<LevelKey>)>,
+}
+
+impl LevelInterner {
+    fn intern(&self, k: LevelKey) -> u32 {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&c) = g.0.get(&k) {
+            return c;
+        }
+        let c = g.1.len() as u32;
+        g.1.push(k.clone());
+        g.0.insert(k, c);
+        c
+    }
+
+    /// Number of distinct levels seen so far.
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1.len()
+    }
+
+    /// Whether no level has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sorted level names and the map provisional code → final code.
+    pub fn finish(&self) -> (Vec<String>, Vec<u32>) {
+        let g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = &g.1;
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_by(|&a, &b| keys[a as usize].cmp_key(&keys[b as usize]));
+        let mut remap = vec![0u32; keys.len()];
+        for (fin, &prov) in order.iter().enumerate() {
+            remap[prov as usize] = fin as u32;
+        }
+        (order.iter().map(|&i| keys[i as usize].name()).collect(), remap)
+    }
+}
+
+/// Row counts of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Rows in the batch.
+    pub read: u64,
+    /// Rows removed by `--filter`.
+    pub filtered_out: u64,
+    /// Rows dropped for a missing value.
+    pub dropped: u64,
+}
+
+/// The result of encoding one batch.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    /// The chunk of kept rows (may be empty).
+    pub chunk: Chunk,
+    /// Row counts.
+    pub counts: BatchCounts,
+    /// Largest sparse index seen per sparse term (None if no entries).
+    pub max_sparse_idx: Vec<Option<u64>>,
+}
+
+/// Encodes record batches for one [`DesignSpec`]; shared by all ingest threads.
+#[derive(Debug)]
+pub struct Encoder<'a> {
+    spec: &'a DesignSpec,
+    /// One interner per categorical term.
+    pub interners: Vec<LevelInterner>,
+}
+
+/// A numeric column converted to f64, with its validity.
+struct NumCol {
+    name: String,
+    values: Vec<f64>,
+    nulls: Option<NullBuffer>,
+}
+
+impl NumCol {
+    #[inline]
+    fn is_na(&self, i: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n.is_null(i)) || self.values[i].is_nan()
+    }
+}
+
+fn column<'b>(batch: &'b RecordBatch, name: &str, file: &Path) -> Result<&'b ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::data(file, name, None, "column missing from this file"))
+}
+
+/// Convert a numeric (or boolean) Arrow array to f64 values; nulls are left as 0 (see nulls).
+fn to_f64(arr: &dyn Array) -> Option<Vec<f64>> {
+    macro_rules! prim {
+        ($t:ty) => {
+            arr.as_primitive::<$t>().values().iter().map(|&v| v as f64).collect()
+        };
+    }
+    Some(match arr.data_type() {
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::Float16 => arr.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f64()).collect(),
+        DataType::Float32 => prim!(Float32Type),
+        DataType::Float64 => arr.as_primitive::<Float64Type>().values().to_vec(),
+        DataType::Decimal128(_, s) => {
+            let scale = 10f64.powi(*s as i32);
+            arr.as_primitive::<Decimal128Type>().values().iter().map(|&v| v as f64 / scale).collect()
+        }
+        DataType::Boolean => {
+            let b = arr.as_boolean();
+            (0..b.len()).map(|i| if b.value(i) { 1.0 } else { 0.0 }).collect()
+        }
+        _ => return None,
+    })
+}
+
+/// Each row's value formatted as the string `--filter` compares against (None for null).
+fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
+    let n = arr.len();
+    if let Some(d) = arr.as_any_dictionary_opt() {
+        let vals = filter_strings(d.values().as_ref());
+        if vals.is_empty() {
+            return vec![None; n];
+        }
+        let keys = d.normalized_keys();
+        return (0..n).map(|i| if d.is_null(i) { None } else { vals[keys[i]].clone() }).collect();
+    }
+    let get = |i: usize| -> Option<String> {
+        if arr.is_null(i) {
+            return None;
+        }
+        Some(match arr.data_type() {
+            DataType::Utf8 => arr.as_string::<i32>().value(i).to_string(),
+            DataType::LargeUtf8 => arr.as_string::<i64>().value(i).to_string(),
+            DataType::Utf8View => arr.as_string_view().value(i).to_string(),
+            DataType::Boolean => arr.as_boolean().value(i).to_string(),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
+                to_f64(&arr.slice(i, 1))?[0].to_string()
+            }
+            _ => match to_f64(&arr.slice(i, 1)) {
+                Some(v) => format!("{}", v[0] as i128),
+                None => return None,
+            },
+        })
+    };
+    (0..n).map(get).collect()
+}
+
+/// String value `j` of a dictionary's values array.
+fn dict_str(values: &dyn Array, j: usize) -> &str {
+    match values.data_type() {
+        DataType::Utf8 => values.as_string::<i32>().value(j),
+        DataType::LargeUtf8 => values.as_string::<i64>().value(j),
+        DataType::Utf8View => values.as_string_view().value(j),
+        _ => "",
+    }
+}
+
+/// Reads the `idx`/`val` children of a sparse list column.
+struct SparseCol<'b> {
+    name: &'b str,
+    offsets: Vec<usize>,
+    list_nulls: Option<NullBuffer>,
+    idx: Vec<i64>,
+    idx_nulls: Option<NullBuffer>,
+    val: Vec<f64>,
+    val_nulls: Option<NullBuffer>,
+    declared: Option<u64>,
+}
+
+fn sparse_col<'b>(arr: &ArrayRef, name: &'b str, declared: Option<u64>, file: &Path) -> Result<SparseCol<'b>> {
+    let (offsets, values, list_nulls): (Vec<usize>, ArrayRef, Option<NullBuffer>) = match arr.data_type() {
+        DataType::List(_) => {
+            let l = arr.as_list::<i32>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+        }
+        DataType::LargeList(_) => {
+            let l = arr.as_list::<i64>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+        }
+        dt => return Err(Error::data(file, name, None, format!("has type {dt}, expected list<struct<idx, val>>"))),
+    };
+    let st = values
+        .as_struct_opt()
+        .ok_or_else(|| Error::data(file, name, None, "list items are not struct<idx, val>"))?;
+    let idx_arr = st
+        .column_by_name("idx")
+        .ok_or_else(|| Error::data(file, name, None, "list items have no 'idx' field"))?;
+    let val_arr = st
+        .column_by_name("val")
+        .ok_or_else(|| Error::data(file, name, None, "list items have no 'val' field"))?;
+    let idx: Vec<i64> = match idx_arr.data_type() {
+        DataType::Int32 => idx_arr.as_primitive::<Int32Type>().values().iter().map(|&v| v as i64).collect(),
+        DataType::Int64 => idx_arr.as_primitive::<Int64Type>().values().to_vec(),
+        DataType::UInt32 => idx_arr.as_primitive::<UInt32Type>().values().iter().map(|&v| v as i64).collect(),
+        DataType::UInt64 => idx_arr
+            .as_primitive::<UInt64Type>()
+            .values()
+            .iter()
+            .map(|&v| i64::try_from(v).unwrap_or(i64::MAX))
+            .collect(),
+        dt => return Err(Error::data(file, name, None, format!("'idx' has type {dt}, expected an integer"))),
+    };
+    let val = match val_arr.data_type() {
+        DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64 => to_f64(val_arr.as_ref()).unwrap_or_default(),
+        dt => return Err(Error::data(file, name, None, format!("'val' has type {dt}, expected a float"))),
+    };
+    let mut idx_nulls = idx_arr.nulls().cloned();
+    let mut val_nulls = val_arr.nulls().cloned();
+    if let Some(sn) = st.nulls() {
+        // A null struct entry counts as null in both children.
+        idx_nulls = NullBuffer::union(idx_nulls.as_ref(), Some(sn));
+        val_nulls = NullBuffer::union(val_nulls.as_ref(), Some(sn));
+    }
+    Ok(SparseCol {
+        name,
+        offsets,
+        list_nulls,
+        idx,
+        idx_nulls,
+        val,
+        val_nulls,
+        declared,
+    })
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder for `spec`, with empty level interners.
+    pub fn new(spec: &'a DesignSpec) -> Self {
+        Encoder {
+            spec,
+            interners: spec.categorical.iter().map(|_| LevelInterner::default()).collect(),
+        }
+    }
+
+    /// Encode `batch`. `first_row_id` is the global input row id of its first row and
+    /// `file_row0` the file-relative index of its first row (for messages).
+    pub fn encode(&self, batch: &RecordBatch, first_row_id: u64, file: &Path, file_row0: u64) -> Result<EncodedBatch> {
+        let spec = self.spec;
+        let n = batch.num_rows();
+        let mut counts = BatchCounts {
+            read: n as u64,
+            ..Default::default()
+        };
+        let row_of = |i: usize| Some(file_row0 + i as u64);
+
+        // 1. Filters.
+        let mut keep = vec![true; n];
+        for f in &spec.filters {
+            let s = filter_strings(column(batch, &f.column, file)?.as_ref());
+            for (k, v) in keep.iter_mut().zip(&s) {
+                *k &= v.as_ref().is_some_and(|v| f.values.iter().any(|w| w == v));
+            }
+        }
+        counts.filtered_out = keep.iter().filter(|k| !**k).count() as u64;
+
+        // 2. Gather every used column.
+        let num = |name: &str| -> Result<NumCol> {
+            let a = column(batch, name, file)?;
+            let values = to_f64(a.as_ref())
+                .ok_or_else(|| Error::data(file, name, None, format!("has type {}, expected a number", a.data_type())))?;
+            Ok(NumCol {
+                name: name.to_string(),
+                values,
+                nulls: a.logical_nulls(),
+            })
+        };
+        let y = num(&spec.response)?;
+        let failures = spec.failures.as_deref().map(num).transpose()?;
+        let weights = spec.weights.as_deref().map(num).transpose()?;
+        let offsets = spec.offsets.iter().map(|o| num(o)).collect::<Result<Vec<_>>>()?;
+        let dense = spec.numeric.iter().map(|t| num(&t.column)).collect::<Result<Vec<_>>>()?;
+        let cats: Vec<&ArrayRef> = spec
+            .categorical
+            .iter()
+            .map(|t| column(batch, &t.column, file))
+            .collect::<Result<_>>()?;
+        let sparse: Vec<SparseCol> = spec
+            .sparse
+            .iter()
+            .map(|t| sparse_col(column(batch, &t.column, file)?, &t.column, t.declared_width, file))
+            .collect::<Result<_>>()?;
+
+        // 3. Missing values.
+        let value_cols: Vec<&NumCol> = std::iter::once(&y)
+            .chain(failures.iter())
+            .chain(weights.iter())
+            .chain(offsets.iter())
+            .chain(dense.iter())
+            .collect();
+        for i in 0..n {
+            if !keep[i] {
+                continue;
+            }
+            let mut na: Option<&str> = value_cols.iter().find(|c| c.is_na(i)).map(|c| c.name.as_str());
+            if na.is_none() {
+                na = cats.iter().zip(&spec.categorical).find(|(a, _)| a.is_null(i)).map(|(_, t)| t.column.as_str());
+            }
+            if na.is_none() {
+                na = sparse
+                    .iter()
+                    .find(|s| s.list_nulls.as_ref().is_some_and(|nb| nb.is_null(i)))
+                    .map(|s| s.name);
+            }
+            if let Some(col) = na {
+                match spec.na {
+                    NaPolicy::Drop => {
+                        keep[i] = false;
+                        counts.dropped += 1;
+                    }
+                    NaPolicy::Error => {
+                        return Err(Error::data(file, col, row_of(i), "missing value (null or NaN) and --na error was given"))
+                    }
+                }
+            }
+        }
+        let rows: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
+        let m = rows.len();
+
+        // 4. Values of kept rows, with range checks.
+        let finite = |c: &NumCol, i: usize| -> Result<f64> {
+            let v = c.values[i];
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(Error::data(file, &c.name, row_of(i), format!("value {v} is not finite")))
+            }
+        };
+        let mut chunk = Chunk {
+            row_id: rows.iter().map(|&i| first_row_id + i as u64).collect(),
+            n_dense: dense.len(),
+            n_cat: cats.len(),
+            ..Default::default()
+        };
+        chunk.y = rows.iter().map(|&i| finite(&y, i)).collect::<Result<_>>()?;
+        if let Some(f) = &failures {
+            chunk.failures = Some(rows.iter().map(|&i| finite(f, i)).collect::<Result<_>>()?);
+        }
+        chunk.weight = match &weights {
+            Some(w) => rows.iter().map(|&i| finite(w, i)).collect::<Result<_>>()?,
+            None => vec![1.0; m],
+        };
+        chunk.offset = vec![0.0; m];
+        for o in &offsets {
+            for (dst, &i) in chunk.offset.iter_mut().zip(&rows) {
+                *dst += finite(o, i)?;
+            }
+        }
+        chunk.dense.reserve(m * dense.len());
+        for (c, t) in dense.iter().zip(&spec.numeric) {
+            for &i in &rows {
+                let raw = finite(c, i)?;
+                let v = t.transform.apply(raw);
+                if !v.is_finite() {
+                    return Err(Error::data(
+                        file,
+                        &c.name,
+                        row_of(i),
+                        format!("{} is {v} for the value {raw}", t.name()),
+                    ));
+                }
+                chunk.dense.push(v);
+            }
+        }
+
+        // 5. Categorical codes.
+        chunk.cat.reserve(m * cats.len());
+        for (k, (arr, t)) in cats.iter().zip(&spec.categorical).enumerate() {
+            self.encode_cat(k, arr.as_ref(), t.kind, &rows, &mut chunk.cat, file, &t.column, file_row0)?;
+        }
+
+        // 6. Sparse block.
+        let mut max_idx: Vec<Option<u64>> = vec![None; sparse.len()];
+        let multi = sparse.len() > 1;
+        if !sparse.is_empty() {
+            chunk.indptr.reserve(m + 1);
+            chunk.indptr.push(0);
+            for &i in &rows {
+                for (t, s) in sparse.iter().enumerate() {
+                    let (a, b) = (s.offsets[i], s.offsets[i + 1]);
+                    let mut prev: i64 = -1;
+                    for e in a..b {
+                        let bad = |msg: String| Error::data(file, s.name, row_of(i), msg);
+                        if s.idx_nulls.as_ref().is_some_and(|nb| nb.is_null(e)) || s.val_nulls.as_ref().is_some_and(|nb| nb.is_null(e)) {
+                            return Err(bad(format!("entry {} has a null idx or val", e - a)));
+                        }
+                        let j = s.idx[e];
+                        let v = s.val[e];
+                        if j < 0 {
+                            return Err(bad(format!("sparse index {j} is negative")));
+                        }
+                        if let Some(w) = s.declared {
+                            if j as u64 >= w {
+                                return Err(bad(format!("sparse index {j} is not below the declared width {w}")));
+                            }
+                        }
+                        if j <= prev {
+                            return Err(bad(format!(
+                                "sparse indices must be strictly increasing within a row (found {j} after {prev})"
+                            )));
+                        }
+                        if !v.is_finite() {
+                            return Err(bad(format!("sparse value {v} at index {j} is not finite")));
+                        }
+                        let limit: i64 = if multi { 1 << SPARSE_TERM_SHIFT } else { u32::MAX as i64 };
+                        if j >= limit {
+                            return Err(bad(format!("sparse index {j} is too large (limit {limit})")));
+                        }
+                        prev = j;
+                        let code = if multi { ((t as u32) << SPARSE_TERM_SHIFT) | j as u32 } else { j as u32 };
+                        chunk.indices.push(code);
+                        chunk.values.push(v);
+                    }
+                    if prev >= 0 {
+                        max_idx[t] = Some(max_idx[t].map_or(prev as u64, |x| x.max(prev as u64)));
+                    }
+                }
+                let nnz = u32::try_from(chunk.indices.len())
+                    .map_err(|_| Error::Input(format!("{}: too many sparse entries in one batch; lower the batch size", file.display())))?;
+                chunk.indptr.push(nnz);
+            }
+        }
+        Ok(EncodedBatch {
+            chunk,
+            counts,
+            max_sparse_idx: max_idx,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode_cat(
+        &self,
+        k: usize,
+        arr: &dyn Array,
+        kind: LevelKind,
+        rows: &[usize],
+        out: &mut Vec<u32>,
+        file: &Path,
+        col: &str,
+        file_row0: u64,
+    ) -> Result<()> {
+        let interner = &self.interners[k];
+        if let Some(d) = arr.as_any_dictionary_opt() {
+            let values = d.values();
+            if !matches!(values.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                return Err(Error::data(file, col, None, format!("dictionary of {} is not supported", values.data_type())));
+            }
+            if values.is_empty() {
+                // Every row is null, and null rows were dropped above.
+                return Ok(());
+            }
+            let keys = d.normalized_keys();
+            let mut local = vec![u32::MAX; values.len()];
+            for &i in rows {
+                let j = keys[i];
+                if local[j] == u32::MAX {
+                    local[j] = interner.intern(LevelKey::Str(dict_str(values.as_ref(), j).into()));
+                }
+                out.push(local[j]);
+            }
+            return Ok(());
+        }
+        let mut local: HashMap<LevelKey, u32> = HashMap::new();
+        let mut push = |key: LevelKey, out: &mut Vec<u32>| {
+            let c = match local.get(&key) {
+                Some(&c) => c,
+                None => {
+                    let c = interner.intern(key.clone());
+                    local.insert(key, c);
+                    c
+                }
+            };
+            out.push(c);
+        };
+        match (arr.data_type(), kind) {
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, _) => {
+                for &i in rows {
+                    push(LevelKey::Str(dict_str(arr, i).into()), out);
+                }
+            }
+            (DataType::Boolean, _) => {
+                let b = arr.as_boolean();
+                for &i in rows {
+                    push(LevelKey::Bool(b.value(i)), out);
+                }
+            }
+            (_, LevelKind::Float) => {
+                let v = to_f64(arr).ok_or_else(|| Error::data(file, col, None, "cannot be read as categorical"))?;
+                for &i in rows {
+                    let x = v[i];
+                    if x.is_nan() {
+                        return Err(Error::data(file, col, Some(file_row0 + i as u64), "NaN is not a level"));
+                    }
+                    push(LevelKey::Float((x + 0.0).to_bits()), out);
+                }
+            }
+            _ => {
+                let v = to_f64(arr).ok_or_else(|| Error::data(file, col, None, "cannot be read as categorical"))?;
+                let exact: Option<Vec<i64>> = match arr.data_type() {
+                    DataType::Int64 => Some(arr.as_primitive::<Int64Type>().values().to_vec()),
+                    DataType::UInt64 => Some(arr.as_primitive::<UInt64Type>().values().iter().map(|&x| x as i64).collect()),
+                    _ => None,
+                };
+                for &i in rows {
+                    let key = exact.as_ref().map_or(v[i] as i64, |e| e[i]);
+                    push(LevelKey::Int(key), out);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! Parquet → chunk cache, once. Resolves the inputs and the formula, reuses a valid cache or
+//! builds one (row groups decoded and encoded in parallel), and returns a [`Dataset`]: the
+//! design plus zero-copy access to its chunks. Every later stage reads the cache, never the
+//! Parquet again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::design::encode::SPARSE_TERM_SHIFT;
+use crate::design::{Design, DesignSpec, Encoder, ModelInput};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::source::{resolve_paths, InputSet};
+use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, FORMAT_VERSION};
+
+/// Rows per chunk (and per decoded Arrow batch).
+pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
+
+/// Where the cache lives and how big chunks are.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Cache root; default `<directory of the first input>/.fulcrum-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            cache_dir: None,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+        }
+    }
+}
+
+/// What happened to the cache on this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// A valid cache was reused.
+    Reused,
+    /// No cache existed; one was built.
+    Built,
+    /// A cache existed but was stale or damaged (the reason); it was rebuilt.
+    Rebuilt(String),
+}
+
+/// Wall-clock seconds of the ingest stages.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct IngestTimings {
+    /// Opening footers and resolving the formula.
+    pub open_s: f64,
+    /// Decoding Parquet and writing chunks (0 when the cache was reused).
+    pub build_s: f64,
+    /// Mapping and verifying the cache.
+    pub map_s: f64,
+}
+
+/// A model frame ready for passes: the design and the chunk cache.
+#[derive(Debug)]
+pub struct Dataset {
+    /// The opened cache.
+    pub cache: ChunkCache,
+    /// Input files, sorted.
+    pub inputs: Vec<PathBuf>,
+    /// What happened to the cache.
+    pub status: CacheStatus,
+    /// Stage timings.
+    pub timings: IngestTimings,
+}
+
+impl Dataset {
+    /// The design (levels, layout, coefficient names).
+    pub fn design(&self) -> &Design {
+        &self.cache.manifest().design
+    }
+    /// Row bookkeeping.
+    pub fn counts(&self) -> RowCounts {
+        self.cache.manifest().counts
+    }
+}
+
+fn hex(x: u64) -> String {
+    format!("{x:016x}")
+}
+
+/// Hash of everything that determines the cache contents besides the input bytes.
+pub fn spec_hash(spec: &DesignSpec, chunk_rows: usize) -> String {
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    hex(xxhash_rust::xxh3::xxh3_64(format!("v{FORMAT_VERSION}|rows{chunk_rows}|{text}").as_bytes()))
+}
+
+/// Load `inputs` under `model`: reuse the cache if valid, else build it.
+pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progress: &dyn Progress) -> Result<Dataset> {
+    let t0 = Instant::now();
+    let paths = resolve_paths(inputs)?;
+    let set = InputSet::open(&paths)?;
+    let spec = DesignSpec::resolve(model, &set.schema, &paths[0])?;
+    let shash = spec_hash(&spec, opts.chunk_rows);
+    let fps: Vec<_> = set.files.iter().map(|f| f.fingerprint.clone()).collect();
+    let key_src: String = fps.iter().map(|f| f.path.to_string_lossy().into_owned() + "\n").collect::<String>() + &shash;
+    let key = hex(xxhash_rust::xxh3::xxh3_64(key_src.as_bytes()));
+    let root = match &opts.cache_dir {
+        Some(d) => d.clone(),
+        None => paths[0].parent().map(Path::to_path_buf).unwrap_or_default().join(".fulcrum-cache"),
+    };
+    let dir = root.join(&key);
+    let open_s = t0.elapsed().as_secs_f64();
+
+    let t1 = Instant::now();
+    let status = match ChunkCache::open(&dir, &fps, &shash) {
+        Ok(cache) => {
+            return Ok(Dataset {
+                cache,
+                inputs: paths,
+                status: CacheStatus::Reused,
+                timings: IngestTimings {
+                    open_s,
+                    build_s: 0.0,
+                    map_s: t1.elapsed().as_secs_f64(),
+                },
+            })
+        }
+        Err(Staleness::Missing) => CacheStatus::Built,
+        Err(Staleness::Invalid(reason)) => {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::Cache {
+                path: dir.clone(),
+                msg: format!("stale cache ({reason}) could not be removed: {e}"),
+            })?;
+            CacheStatus::Rebuilt(reason)
+        }
+    };
+    build(&set, spec, &shash, &dir, opts, progress)?;
+    let build_s = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let cache = ChunkCache::open(&dir, &fps, &shash).map_err(|s| Error::Cache {
+        path: dir.clone(),
+        msg: format!("freshly built cache failed validation: {s:?}"),
+    })?;
+    Ok(Dataset {
+        cache,
+        inputs: paths,
+        status,
+        timings: IngestTimings {
+            open_s,
+            build_s,
+            map_s: t2.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+/// Decode every row group in parallel, encode, write chunks, then finalize levels and publish.
+fn build(set: &InputSet, spec: DesignSpec, shash: &str, dir: &Path, opts: &IngestOptions, progress: &dyn Progress) -> Result<()> {
+    let builder = CacheBuilder::new(dir)?;
+    let columns = spec.used_columns();
+    let encoder = Encoder::new(&spec);
+    let tasks = set.row_group_tasks();
+    let n_sparse = spec.sparse.len();
+    progress.start("ingest", set.n_rows());
+    let totals = Mutex::new((RowCounts::default(), vec![None::<u64>; n_sparse]));
+    let results: Vec<Result<Vec<ChunkEntry>>> = tasks
+        .par_iter()
+        .map(|&task| {
+            let mut entries = Vec::new();
+            let first = set.files[task.file].first_row_id;
+            let path = &set.files[task.file].path;
+            let mut batch_no = 0usize;
+            set.read_row_group(task, &columns, opts.chunk_rows, |batch, file_row0| {
+                let enc = encoder.encode(&batch, first + file_row0, path, file_row0)?;
+                progress.advance(enc.counts.read);
+                {
+                    let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                    t.0.n_rows_read += enc.counts.read;
+                    t.0.n_filtered_out += enc.counts.filtered_out;
+                    t.0.n_dropped += enc.counts.dropped;
+                    t.0.n_obs += enc.chunk.n_rows() as u64;
+                    for (m, x) in t.1.iter_mut().zip(&enc.max_sparse_idx) {
+                        if let Some(x) = x {
+                            *m = Some(m.map_or(*x, |y| y.max(*x)));
+                        }
+                    }
+                }
+                if enc.chunk.n_rows() > 0 {
+                    let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
+                    entries.push(builder.write_chunk(&name, &enc.chunk)?);
+                }
+                batch_no += 1;
+                Ok(())
+            })?;
+            Ok(entries)
+        })
+        .collect();
+    progress.finish();
+    let mut chunks = Vec::new();
+    for r in results {
+        chunks.extend(r?);
+    }
+    let (counts, max_idx) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    if counts.n_obs == 0 {
+        return Err(Error::Input(format!(
+            "no rows left to model: {} rows read, {} removed by --filter, {} dropped for missing values",
+            counts.n_rows_read, counts.n_filtered_out, counts.n_dropped
+        )));
+    }
+    let mut levels = Vec::new();
+    let mut cat_remap = Vec::new();
+    for it in &encoder.interners {
+        let (l, r) = it.finish();
+        levels.push(l);
+        cat_remap.push(r);
+    }
+    let widths: Vec<u64> = spec
+        .sparse
+        .iter()
+        .zip(&max_idx)
+        .map(|(t, m)| t.declared_width.unwrap_or(m.map_or(0, |x| x + 1)))
+        .collect();
+    let design = Design::new(spec, levels, widths.clone());
+    let term_offsets: Vec<u32> = widths
+        .iter()
+        .scan(0u64, |acc, &w| {
+            let o = *acc;
+            *acc += w;
+            Some(o as u32)
+        })
+        .collect();
+    let mask = (1u32 << SPARSE_TERM_SHIFT) - 1;
+    let remap_sparse = move |j: u32| term_offsets[(j >> SPARSE_TERM_SHIFT) as usize] + (j & mask);
+    if widths.iter().sum::<u64>() > u32::MAX as u64 {
+        return Err(Error::Input("the sparse block is wider than 2^32 columns".into()));
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        fulcrum_version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: set.files.iter().map(|f| f.fingerprint.clone()).collect(),
+        spec_hash: shash.to_string(),
+        design,
+        counts,
+        chunks,
+    };
+    let sparse_remap: Option<&(dyn Fn(u32) -> u32 + Sync)> = if n_sparse > 1 { Some(&remap_sparse) } else { None };
+    builder.finish(manifest, &cat_remap, sparse_remap)?;
+    Ok(())
+}

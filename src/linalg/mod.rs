@@ -1,0 +1,369 @@
+//! The matrix kernels GLMs need on one chunk of the split design, each specialised per block:
+//! `X·β`, `Xᵀ·v` (optionally weighted), the weighted sandwich `XᵀWX` restricted to a column
+//! subset, and row quadratic forms `xᵢᵀ M xᵢ`. Columns are global indices in the
+//! [`Layout`] order `[intercept][dense][categorical blocks][sparse]`. Passes over a whole
+//! cache (map per chunk, merge in order) are in [`pass`].
+
+pub mod pass;
+
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::chunk::ChunkView;
+use crate::design::Layout;
+
+/// A sorted set of design columns, with the map global column → local position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSubset {
+    cols: Vec<usize>,
+    local: Vec<u32>,
+}
+
+/// Marker for "column not in the subset".
+const ABSENT: u32 = u32::MAX;
+
+impl ColumnSubset {
+    /// All `p` columns.
+    pub fn all(p: usize) -> ColumnSubset {
+        ColumnSubset {
+            cols: (0..p).collect(),
+            local: (0..p as u32).collect(),
+        }
+    }
+
+    /// The given global columns (sorted and de-duplicated here; columns ≥ p are ignored).
+    pub fn new(p: usize, cols: &[usize]) -> ColumnSubset {
+        let mut c: Vec<usize> = cols.iter().copied().filter(|&j| j < p).collect();
+        c.sort_unstable();
+        c.dedup();
+        let mut local = vec![ABSENT; p];
+        for (k, &j) in c.iter().enumerate() {
+            local[j] = k as u32;
+        }
+        ColumnSubset { cols: c, local }
+    }
+
+    /// Number of columns in the subset.
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Whether the subset is empty.
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    /// Global columns, sorted.
+    pub fn columns(&self) -> &[usize] {
+        &self.cols
+    }
+
+    /// Local position of global column `j`, if present.
+    #[inline]
+    pub fn local(&self, j: usize) -> Option<usize> {
+        match self.local.get(j) {
+            Some(&l) if l != ABSENT => Some(l as usize),
+            _ => None,
+        }
+    }
+
+    /// The dense-like columns in the subset (intercept and dense block) as
+    /// `(local, None for intercept | Some(dense column))`. They are the first locals.
+    fn dense_like(&self, layout: &Layout) -> Vec<(usize, Option<usize>)> {
+        let mut v = Vec::new();
+        if layout.intercept {
+            if let Some(l) = self.local(0) {
+                v.push((l, None));
+            }
+        }
+        let d0 = layout.dense_offset();
+        for j in 0..layout.n_dense {
+            if let Some(l) = self.local(d0 + j) {
+                v.push((l, Some(j)));
+            }
+        }
+        v
+    }
+}
+
+/// `out[i] = xᵢᵀ β` for every row of the chunk (offsets not included). `out.len() == v.n`.
+pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
+    debug_assert_eq!(beta.len(), layout.p);
+    let b0 = if layout.intercept { beta[0] } else { 0.0 };
+    out.fill(b0);
+    let d0 = layout.dense_offset();
+    for j in 0..layout.n_dense {
+        let b = beta[d0 + j];
+        if b != 0.0 {
+            for (o, &x) in out.iter_mut().zip(v.dense_col(j)) {
+                *o += b * x;
+            }
+        }
+    }
+    for (k, blk) in layout.cats.iter().enumerate() {
+        // β of each level (0 for the dropped reference), looked up per row.
+        let lv: Vec<f64> = (0..blk.n_levels).map(|c| blk.column(c).map_or(0.0, |j| beta[j])).collect();
+        for (o, &c) in out.iter_mut().zip(v.cat_col(k)) {
+            *o += lv[c as usize];
+        }
+    }
+    if !v.indptr.is_empty() {
+        let bs = &beta[layout.sparse_offset..];
+        for (i, o) in out.iter_mut().enumerate() {
+            let (idx, val) = v.sparse_row(i);
+            let mut s = 0.0;
+            for (&j, &x) in idx.iter().zip(val) {
+                s += bs[j as usize] * x;
+            }
+            *o += s;
+        }
+    }
+}
+
+/// `out += Xᵀ (w ∘ u)` over the chunk's rows (`w` = None means unweighted). `out.len() == p`.
+pub fn xt_v(v: &ChunkView, layout: &Layout, u: &[f64], w: Option<&[f64]>, out: &mut [f64]) {
+    debug_assert_eq!(out.len(), layout.p);
+    let wu_buf: Vec<f64>;
+    let wu: &[f64] = match w {
+        Some(w) => {
+            wu_buf = u.iter().zip(w).map(|(a, b)| a * b).collect();
+            &wu_buf
+        }
+        None => u,
+    };
+    if layout.intercept {
+        out[0] += wu.iter().sum::<f64>();
+    }
+    let d0 = layout.dense_offset();
+    for j in 0..layout.n_dense {
+        out[d0 + j] += dot(v.dense_col(j), wu);
+    }
+    for (k, blk) in layout.cats.iter().enumerate() {
+        let mut per_level = vec![0.0; blk.n_levels as usize];
+        for (&c, &x) in v.cat_col(k).iter().zip(wu) {
+            per_level[c as usize] += x;
+        }
+        for (c, s) in per_level.into_iter().enumerate() {
+            if let Some(j) = blk.column(c as u32) {
+                out[j] += s;
+            }
+        }
+    }
+    if !v.indptr.is_empty() {
+        let os = &mut out[layout.sparse_offset..];
+        for (i, &x) in wu.iter().enumerate() {
+            let (idx, val) = v.sparse_row(i);
+            for (&j, &a) in idx.iter().zip(val) {
+                os[j as usize] += a * x;
+            }
+        }
+    }
+}
+
+/// Dot product with four independent accumulators (lets the compiler vectorise).
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..4 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        t += x * y;
+    }
+    t
+}
+
+/// Reusable scratch memory for [`sandwich`] (avoids allocation per chunk).
+#[derive(Debug, Default, Clone)]
+pub struct SandwichScratch {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    cats: Vec<usize>,
+    sparse: Vec<(usize, f64)>,
+}
+
+/// `acc += (Xᵀ W X)[S, S]`, lower triangle only, for the subset `s` of size m; `acc` is m×m
+/// column-major (`acc[j*m + i]`, i ≥ j). Dense×dense (with the intercept) is a GEMM; cat×cat,
+/// cat×dense and sparse×any are accumulated per row from the rows' few nonzeros.
+pub fn sandwich(v: &ChunkView, layout: &Layout, w: &[f64], s: &ColumnSubset, acc: &mut [f64], scratch: &mut SandwichScratch) {
+    let m = s.len();
+    let n = v.n;
+    debug_assert_eq!(acc.len(), m * m);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dl = s.dense_like(layout);
+    let d = dl.len();
+    // Dense × dense: A = X_D, B = diag(w) X_D, acc[0..d, 0..d] += Aᵀ B (lower).
+    if d > 0 {
+        scratch.a.resize(n * d, 0.0);
+        scratch.b.resize(n * d, 0.0);
+        for (col, &(_, src)) in dl.iter().enumerate() {
+            let a = &mut scratch.a[col * n..(col + 1) * n];
+            match src {
+                None => a.fill(1.0),
+                Some(j) => a.copy_from_slice(v.dense_col(j)),
+            }
+            let b = &mut scratch.b[col * n..(col + 1) * n];
+            for ((b, &a), &wi) in b.iter_mut().zip(a.iter()).zip(w) {
+                *b = a * wi;
+            }
+        }
+        let am = MatRef::from_column_major_slice(&scratch.a[..n * d], n, d);
+        let bm = MatRef::from_column_major_slice(&scratch.b[..n * d], n, d);
+        let accm = MatMut::from_column_major_slice_mut(acc, m, m);
+        matmul(
+            accm.submatrix_mut(0, 0, d, d),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            am.transpose(),
+            BlockStructure::Rectangular,
+            bm,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
+    }
+    // Categorical and sparse entries, per row.
+    let cat_cols: Vec<Vec<Option<usize>>> = layout
+        .cats
+        .iter()
+        .map(|blk| (0..blk.n_levels).map(|c| blk.column(c).and_then(|j| s.local(j))).collect())
+        .collect();
+    let has_sparse = !v.indptr.is_empty();
+    if cat_cols.iter().all(|c| c.iter().all(|x| x.is_none())) && !has_sparse {
+        return;
+    }
+    let d0 = layout.dense_offset();
+    let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
+    for i in 0..n {
+        let wi = w[i];
+        if wi == 0.0 {
+            continue;
+        }
+        scratch.cats.clear();
+        for (k, cc) in cat_cols.iter().enumerate() {
+            if let Some(l) = cc[v.cat_col(k)[i] as usize] {
+                scratch.cats.push(l);
+            }
+        }
+        scratch.sparse.clear();
+        if has_sparse {
+            let (idx, val) = v.sparse_row(i);
+            for (&j, &x) in idx.iter().zip(val) {
+                if let Some(l) = s.local(layout.sparse_offset + j as usize) {
+                    scratch.sparse.push((l, x));
+                }
+            }
+        }
+        let xd = |col: usize| -> f64 { dense_cols[col].map_or(1.0, |c| c[i]) };
+        // cat rows: with dense-like columns and with each other (locals increase with k).
+        for (a, &ca) in scratch.cats.iter().enumerate() {
+            for (col, &(ld, _)) in dl.iter().enumerate() {
+                acc[ld * m + ca] += wi * xd(col);
+            }
+            for &cb in &scratch.cats[..a] {
+                acc[cb * m + ca] += wi;
+            }
+            acc[ca * m + ca] += wi;
+        }
+        // sparse rows: with dense-like, cats, and earlier sparse entries.
+        for (a, &(sa, xa)) in scratch.sparse.iter().enumerate() {
+            let wx = wi * xa;
+            for (col, &(ld, _)) in dl.iter().enumerate() {
+                acc[ld * m + sa] += wx * xd(col);
+            }
+            for &cb in &scratch.cats {
+                acc[cb * m + sa] += wx;
+            }
+            for &(sb, xb) in &scratch.sparse[..a] {
+                acc[sb * m + sa] += wx * xb;
+            }
+            acc[sa * m + sa] += wx * xa;
+        }
+    }
+    let _ = d0;
+}
+
+/// Copy the lower triangle of the m×m column-major `acc` onto its upper triangle.
+pub fn symmetrize_lower(acc: &mut [f64], m: usize) {
+    for j in 0..m {
+        for i in j + 1..m {
+            acc[i * m + j] = acc[j * m + i];
+        }
+    }
+}
+
+/// `out[i] = xᵢ[S]ᵀ M xᵢ[S]` for every row, where `m_full` is the symmetric |S|×|S| matrix
+/// (column-major, both triangles filled) and entries of xᵢ outside S are ignored.
+pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: &[f64], out: &mut [f64]) {
+    let m = s.len();
+    debug_assert_eq!(m_full.len(), m * m);
+    let dl = s.dense_like(layout);
+    let cat_cols: Vec<Vec<Option<usize>>> = layout
+        .cats
+        .iter()
+        .map(|blk| (0..blk.n_levels).map(|c| blk.column(c).and_then(|j| s.local(j))).collect())
+        .collect();
+    let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
+    let mut e: Vec<(usize, f64)> = Vec::with_capacity(dl.len() + cat_cols.len() + 64);
+    for (i, o) in out.iter_mut().enumerate().take(v.n) {
+        e.clear();
+        for (col, &(l, _)) in dl.iter().enumerate() {
+            e.push((l, dense_cols[col].map_or(1.0, |c| c[i])));
+        }
+        for (k, cc) in cat_cols.iter().enumerate() {
+            if let Some(l) = cc[v.cat_col(k)[i] as usize] {
+                e.push((l, 1.0));
+            }
+        }
+        if !v.indptr.is_empty() {
+            let (idx, val) = v.sparse_row(i);
+            for (&j, &x) in idx.iter().zip(val) {
+                if let Some(l) = s.local(layout.sparse_offset + j as usize) {
+                    e.push((l, x));
+                }
+            }
+        }
+        let mut q = 0.0;
+        for (a, &(la, xa)) in e.iter().enumerate() {
+            let col = &m_full[la * m..(la + 1) * m];
+            let mut t = 0.0;
+            for &(lb, xb) in &e[..a] {
+                t += col[lb] * xb;
+            }
+            q += xa * (2.0 * t + col[la] * xa);
+        }
+        *o = q;
+    }
+}
+
+/// The chunk as a dense row-major n×p matrix. For tests and tiny data only.
+pub fn materialize(v: &ChunkView, layout: &Layout) -> Vec<Vec<f64>> {
+    let mut rows = vec![vec![0.0; layout.p]; v.n];
+    for (i, r) in rows.iter_mut().enumerate() {
+        if layout.intercept {
+            r[0] = 1.0;
+        }
+        for j in 0..layout.n_dense {
+            r[layout.dense_offset() + j] = v.dense_col(j)[i];
+        }
+        for (k, blk) in layout.cats.iter().enumerate() {
+            if let Some(j) = blk.column(v.cat_col(k)[i]) {
+                r[j] = 1.0;
+            }
+        }
+        let (idx, val) = v.sparse_row(i);
+        for (&j, &x) in idx.iter().zip(val) {
+            r[layout.sparse_offset + j as usize] += x;
+        }
+    }
+    rows
+}

@@ -1,0 +1,168 @@
+//! The `fulcrum` command line: a thin shell over the library (argument parsing, progress bars,
+//! output formatting, exit codes).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fulcrum::design::{ModelInput, NaPolicy};
+use fulcrum::progress::Progress;
+use fulcrum::{Error, IngestOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "fulcrum", version, about = "Which training rows move your regression model, and by how much.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the inputs into the chunk cache and describe the design: rows, blocks, levels, names.
+    Inspect(InspectArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NaArg {
+    /// Drop rows with a missing value in any used column, and count them.
+    Drop,
+    /// Stop with an error naming file, column and row.
+    Error,
+}
+
+/// Flags shared by every command that builds a model frame.
+#[derive(Args)]
+struct ModelArgs {
+    /// Parquet inputs: files, directories, or glob patterns (all with the same schema).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Model formula, R style: 'y ~ a + log(b) + C(k) + sparse(tokens)'.
+    #[arg(long, short = 'f')]
+    formula: String,
+    /// Keep rows whose COL equals VALUE (string comparison; repeat for AND across columns, OR within one).
+    #[arg(long = "filter", value_name = "COL=VALUE")]
+    filters: Vec<String>,
+    /// Rows with a null or NaN in a used column.
+    #[arg(long, value_enum, default_value = "drop")]
+    na: NaArg,
+    /// Column of prior weights.
+    #[arg(long)]
+    weights: Option<String>,
+    /// Where the chunk cache lives (default: .fulcrum-cache next to the first input).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = fulcrum::ingest::DEFAULT_CHUNK_ROWS, hide = true)]
+    chunk_rows: usize,
+    /// No progress bars or messages on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// indicatif progress on stderr, drawn only when stderr is a terminal.
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        let target = if !quiet && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Bar(ProgressBar::with_draw_target(None, target))
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_style(
+            ProgressStyle::with_template("{msg:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        self.0.set_message(what.to_string());
+    }
+    fn advance(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl ModelArgs {
+    fn model(&self) -> Result<ModelInput, Error> {
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| match f.split_once('=') {
+                Some((c, v)) if !c.is_empty() => Ok((c.to_string(), v.to_string())),
+                _ => Err(Error::Usage(format!("--filter expects COL=VALUE, got '{f}'"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ModelInput {
+            formula: self.formula.clone(),
+            filters,
+            na: match self.na {
+                NaArg::Drop => NaPolicy::Drop,
+                NaArg::Error => NaPolicy::Error,
+            },
+            weights: self.weights.clone(),
+        })
+    }
+
+    fn load(&self) -> Result<fulcrum::Dataset, Error> {
+        let opts = IngestOptions {
+            cache_dir: self.cache_dir.clone(),
+            chunk_rows: self.chunk_rows.max(1),
+        };
+        let bar = Bar::new(self.quiet);
+        let ds = fulcrum::load(&self.inputs, &self.model()?, &opts, &bar)?;
+        if let fulcrum::ingest::CacheStatus::Rebuilt(reason) = &ds.status {
+            if !self.quiet {
+                eprintln!("fulcrum: cache at {} was stale ({reason}); rebuilt it", ds.cache.dir().display());
+            }
+        }
+        Ok(ds)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Inspect(a) => {
+            let ds = a.model.load()?;
+            let report = fulcrum::inspect::inspect(&ds);
+            if a.json {
+                let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?;
+                println!("{s}");
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fulcrum: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

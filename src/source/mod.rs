@@ -1,0 +1,322 @@
+//! Reading Parquet: resolving the input paths (files, directories, globs), loading footers,
+//! checking that every file has the same schema, and decoding row groups in parallel with a
+//! column projection. String columns are read as dictionaries so categorical levels are
+//! interned once per dictionary page, not once per row.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Identity of one input file as it was when read: detects a stale cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFingerprint {
+    /// Canonical path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: u128,
+    /// xxh3 of the Parquet footer (metadata) bytes.
+    pub footer_xxh3: u64,
+}
+
+/// One opened input file.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Path as resolved.
+    pub path: PathBuf,
+    /// Footer metadata with the dictionary-preserving schema hint applied.
+    pub meta: ArrowReaderMetadata,
+    /// Global row id of this file's first row.
+    pub first_row_id: u64,
+    /// Rows in this file.
+    pub n_rows: u64,
+    /// Fingerprint for cache validation.
+    pub fingerprint: FileFingerprint,
+}
+
+/// A unit of parallel decoding: one row group of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroupTask {
+    /// Index into [`InputSet::files`].
+    pub file: usize,
+    /// Row group within the file.
+    pub row_group: usize,
+    /// Row index of the row group's first row within its file.
+    pub file_row0: u64,
+    /// Rows in the row group.
+    pub n_rows: u64,
+}
+
+/// The resolved, opened inputs; all files share one schema.
+#[derive(Debug, Clone)]
+pub struct InputSet {
+    /// Files in sorted path order.
+    pub files: Vec<InputFile>,
+    /// The common Arrow schema (strings as dictionaries).
+    pub schema: SchemaRef,
+}
+
+/// Expand the command-line inputs into a sorted, de-duplicated list of Parquet files. Each
+/// argument is a file, a directory (its `*.parquet` files, not recursive) or a glob pattern.
+pub fn resolve_paths(inputs: &[String]) -> Result<Vec<PathBuf>> {
+    if inputs.is_empty() {
+        return Err(Error::Usage("no input files given".into()));
+    }
+    let mut out = Vec::new();
+    for arg in inputs {
+        let p = Path::new(arg);
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
+            let mut found: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|q| q.is_file() && q.extension().is_some_and(|x| x.eq_ignore_ascii_case("parquet")))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::File {
+                    path: p.to_path_buf(),
+                    msg: "directory contains no *.parquet files".into(),
+                });
+            }
+            out.append(&mut found);
+        } else if p.exists() {
+            out.push(p.to_path_buf());
+        } else if arg.contains(['*', '?', '[']) {
+            let paths = glob::glob(arg).map_err(|e| Error::Usage(format!("bad glob pattern '{arg}': {e}")))?;
+            let mut found: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|q| q.is_file()).collect();
+            if found.is_empty() {
+                return Err(Error::File {
+                    path: p.to_path_buf(),
+                    msg: "glob pattern matches no files".into(),
+                });
+            }
+            out.append(&mut found);
+        } else {
+            return Err(Error::File {
+                path: p.to_path_buf(),
+                msg: "no such file or directory".into(),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The schema hint: every string column read as `Dictionary(Int32, <string type>)`.
+fn dictionary_hint(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()))),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// A type's family for schema comparison: string encodings compare equal.
+fn type_family(dt: &DataType) -> String {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Dictionary(_, v) => type_family(v),
+        other => format!("{other}"),
+    }
+}
+
+fn footer_fingerprint(path: &Path) -> Result<FileFingerprint> {
+    let bad = |msg: &str| Error::File {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    };
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let md = f.metadata().map_err(|e| Error::io(path, e))?;
+    let size = md.len();
+    if size < 12 {
+        return Err(bad(&format!("not a Parquet file: only {size} bytes")));
+    }
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::End(-8)).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
+    if &tail[4..] != b"PAR1" {
+        return Err(bad("not a Parquet file (no PAR1 magic at the end; truncated or another format)"));
+    }
+    let flen = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if flen + 12 > size {
+        return Err(bad("truncated Parquet file: footer length exceeds the file size"));
+    }
+    let mut footer = vec![0u8; flen as usize];
+    f.seek(SeekFrom::End(-8 - flen as i64)).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut footer).map_err(|e| Error::io(path, e))?;
+    let mtime_ns = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(FileFingerprint {
+        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        size,
+        mtime_ns,
+        footer_xxh3: xxhash_rust::xxh3::xxh3_64(&footer),
+    })
+}
+
+impl InputSet {
+    /// Open every file's footer and check the schemas agree (same column names and types, in
+    /// the same order; string encodings are interchangeable).
+    pub fn open(paths: &[PathBuf]) -> Result<InputSet> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut schema: Option<SchemaRef> = None;
+        let mut first_row_id = 0u64;
+        for path in paths {
+            let fingerprint = footer_fingerprint(path)?;
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| Error::File {
+                path: path.clone(),
+                msg: format!("cannot read Parquet metadata: {e}"),
+            })?;
+            let hint = Arc::new(dictionary_hint(plain.schema()));
+            let meta = ArrowReaderMetadata::try_new(plain.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
+                .map_err(|e| Error::File {
+                    path: path.clone(),
+                    msg: format!("cannot map the Parquet schema to Arrow: {e}"),
+                })?;
+            if let Some(s0) = &schema {
+                check_same_schema(&files[0], s0, path, meta.schema())?;
+            } else {
+                schema = Some(meta.schema().clone());
+            }
+            let n_rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+            files.push(InputFile {
+                path: path.clone(),
+                meta,
+                first_row_id,
+                n_rows,
+                fingerprint,
+            });
+            first_row_id += n_rows;
+        }
+        Ok(InputSet {
+            files,
+            schema: schema.ok_or_else(|| Error::Usage("no input files given".into()))?,
+        })
+    }
+
+    /// Total rows over all files.
+    pub fn n_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.n_rows).sum()
+    }
+
+    /// Every row group of every file, in row-id order.
+    pub fn row_group_tasks(&self) -> Vec<RowGroupTask> {
+        let mut v = Vec::new();
+        for (fi, f) in self.files.iter().enumerate() {
+            let mut r0 = 0u64;
+            for (rg, md) in f.meta.metadata().row_groups().iter().enumerate() {
+                let n = md.num_rows().max(0) as u64;
+                v.push(RowGroupTask {
+                    file: fi,
+                    row_group: rg,
+                    file_row0: r0,
+                    n_rows: n,
+                });
+                r0 += n;
+            }
+        }
+        v
+    }
+
+    /// Decode one row group, projected to `columns`, in batches of `batch_rows`; calls
+    /// `f(batch, file_row0_of_batch)` for each.
+    pub fn read_row_group(
+        &self,
+        task: RowGroupTask,
+        columns: &[String],
+        batch_rows: usize,
+        mut f: impl FnMut(RecordBatch, u64) -> Result<()>,
+    ) -> Result<()> {
+        let input = &self.files[task.file];
+        let path = &input.path;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let schema = input.meta.schema();
+        let idx: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| Error::File {
+                    path: path.clone(),
+                    msg: format!("column '{c}' is missing"),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mask = ProjectionMask::roots(input.meta.parquet_schema(), idx);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
+            .with_row_groups(vec![task.row_group])
+            .with_projection(mask)
+            .with_batch_size(batch_rows.max(1))
+            .build()
+            .map_err(|e| Error::File {
+                path: path.clone(),
+                msg: format!("row group {}: {e}", task.row_group),
+            })?;
+        let mut r0 = task.file_row0;
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::File {
+                path: path.clone(),
+                msg: format!("corrupt data in row group {} (rows from {r0}): {e}", task.row_group),
+            })?;
+            let n = batch.num_rows() as u64;
+            f(batch, r0)?;
+            r0 += n;
+        }
+        if r0 != task.file_row0 + task.n_rows {
+            return Err(Error::File {
+                path: path.clone(),
+                msg: format!(
+                    "row group {} yielded {} rows but its metadata says {}",
+                    task.row_group,
+                    r0 - task.file_row0,
+                    task.n_rows
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_same_schema(first: &InputFile, s0: &Schema, path: &Path, s: &Schema) -> Result<()> {
+    let mismatch = |msg: String| Error::File {
+        path: path.to_path_buf(),
+        msg: format!("schema differs from {}: {msg}", first.path.display()),
+    };
+    for f0 in s0.fields() {
+        match s.field_with_name(f0.name()) {
+            Err(_) => return Err(mismatch(format!("column '{}' is missing", f0.name()))),
+            Ok(f) if type_family(f.data_type()) != type_family(f0.data_type()) => {
+                return Err(mismatch(format!(
+                    "column '{}' has type {} here but {} there",
+                    f0.name(),
+                    f.data_type(),
+                    f0.data_type()
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Some(extra) = s.fields().iter().find(|f| s0.field_with_name(f.name()).is_err()) {
+        return Err(mismatch(format!("extra column '{}'", extra.name())));
+    }
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! The on-disk chunk cache: one file of aligned little-endian arrays per chunk plus a JSON
+//! manifest, built in a temporary directory and renamed into place only when complete, and
+//! reopened as zero-copy [`ChunkView`]s through memmap2. A stale or corrupt cache is detected
+//! (input fingerprint, spec hash, per-chunk sizes and xxh3 checksums) and never used.
+//!
+//! Chunk file layout (all little-endian, every array starting at a 64-byte boundary):
+//! ```text
+//! header (64 bytes): magic "FULCHNK1", version u32, flags u32 (bit 0: has failures),
+//!                    n u64, n_dense u64, n_cat u64, nnz u64, 16 bytes reserved
+//! row_id u64[n] | y f64[n] | failures f64[n] (if flag) | weight f64[n] | offset f64[n]
+//! dense f64[n*n_dense] (column-major) | cat u32[n*n_cat] (column-major)
+//! indptr u32[n+1] (only if nnz > 0 or a sparse block exists) | indices u32[nnz] | values f64[nnz]
+//! ```
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{Chunk, ChunkView};
+use crate::design::Design;
+use crate::error::{Error, Result};
+use crate::source::FileFingerprint;
+
+/// Bumped whenever the chunk file layout or manifest meaning changes.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"FULCHNK1";
+const HEADER: usize = 64;
+const ALIGN: usize = 64;
+/// Name of the manifest file inside a cache directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Row bookkeeping of an ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// Rows in the input files.
+    pub n_rows_read: u64,
+    /// Rows removed by `--filter`.
+    pub n_filtered_out: u64,
+    /// Rows dropped for a missing value (after filtering).
+    pub n_dropped: u64,
+    /// Rows in the model.
+    pub n_obs: u64,
+}
+
+/// One chunk file in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// File name inside the cache directory.
+    pub file: String,
+    /// Rows.
+    pub n_rows: u64,
+    /// Sparse entries.
+    pub nnz: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// xxh3-64 of the whole file.
+    pub xxh3: u64,
+}
+
+/// The cache manifest: what was read, how it was encoded, and the chunk list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// fulcrum version that wrote the cache.
+    pub fulcrum_version: String,
+    /// Input files as they were when read.
+    pub inputs: Vec<FileFingerprint>,
+    /// Hash of the resolved design spec.
+    pub spec_hash: String,
+    /// The design: spec, levels, layout, coefficient names.
+    pub design: Design,
+    /// Row bookkeeping.
+    pub counts: RowCounts,
+    /// Chunks in row-id order.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    has_failures: bool,
+    n: usize,
+    n_dense: usize,
+    n_cat: usize,
+    nnz: usize,
+    has_sparse: bool,
+}
+
+fn align(x: usize) -> usize {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// Byte ranges of each array, computed from the header alone.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    row_id: usize,
+    y: usize,
+    failures: Option<usize>,
+    weight: usize,
+    offset: usize,
+    dense: usize,
+    cat: usize,
+    indptr: usize,
+    indices: usize,
+    values: usize,
+    end: usize,
+}
+
+impl Header {
+    fn offsets(&self) -> Offsets {
+        let n = self.n;
+        let mut at = HEADER;
+        let mut take = |bytes: usize| {
+            let s = at;
+            at = align(at + bytes);
+            s
+        };
+        let row_id = take(8 * n);
+        let y = take(8 * n);
+        let failures = self.has_failures.then(|| take(8 * n));
+        let weight = take(8 * n);
+        let offset = take(8 * n);
+        let dense = take(8 * n * self.n_dense);
+        let cat = take(4 * n * self.n_cat);
+        let indptr = take(if self.has_sparse { 4 * (n + 1) } else { 0 });
+        let indices = take(4 * self.nnz);
+        let values = take(8 * self.nnz);
+        Offsets {
+            row_id,
+            y,
+            failures,
+            weight,
+            offset,
+            dense,
+            cat,
+            indptr,
+            indices,
+            values,
+            end: at,
+        }
+    }
+}
+
+fn write_aligned(w: &mut impl Write, bytes: &[u8], pos: &mut usize) -> std::io::Result<()> {
+    w.write_all(bytes)?;
+    *pos += bytes.len();
+    let pad = align(*pos) - *pos;
+    w.write_all(&[0u8; ALIGN][..pad])?;
+    *pos += pad;
+    Ok(())
+}
+
+/// Write `chunk` to `path` in the chunk file layout. Returns the file size.
+pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
+    let f = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let n = chunk.n_rows();
+    let has_sparse = !chunk.indptr.is_empty();
+    let mut h = [0u8; HEADER];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let flags: u32 = chunk.failures.is_some() as u32 | ((has_sparse as u32) << 1);
+    h[12..16].copy_from_slice(&flags.to_le_bytes());
+    for (k, v) in [n, chunk.n_dense, chunk.n_cat, chunk.indices.len()].iter().enumerate() {
+        h[16 + 8 * k..24 + 8 * k].copy_from_slice(&(*v as u64).to_le_bytes());
+    }
+    let io = |e| Error::io(path, e);
+    w.write_all(&h).map_err(io)?;
+    let mut pos = HEADER;
+    let b = bytemuck::cast_slice::<u64, u8>;
+    let fb = bytemuck::cast_slice::<f64, u8>;
+    let ub = bytemuck::cast_slice::<u32, u8>;
+    write_aligned(&mut w, b(&chunk.row_id), &mut pos).map_err(io)?;
+    write_aligned(&mut w, fb(&chunk.y), &mut pos).map_err(io)?;
+    if let Some(f) = &chunk.failures {
+        write_aligned(&mut w, fb(f), &mut pos).map_err(io)?;
+    }
+    write_aligned(&mut w, fb(&chunk.weight), &mut pos).map_err(io)?;
+    write_aligned(&mut w, fb(&chunk.offset), &mut pos).map_err(io)?;
+    write_aligned(&mut w, fb(&chunk.dense), &mut pos).map_err(io)?;
+    write_aligned(&mut w, ub(&chunk.cat), &mut pos).map_err(io)?;
+    write_aligned(&mut w, ub(&chunk.indptr), &mut pos).map_err(io)?;
+    write_aligned(&mut w, ub(&chunk.indices), &mut pos).map_err(io)?;
+    write_aligned(&mut w, fb(&chunk.values), &mut pos).map_err(io)?;
+    w.flush().map_err(io)?;
+    Ok(pos as u64)
+}
+
+fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    if bytes.len() < HEADER || &bytes[0..8] != MAGIC {
+        return Err("not a fulcrum chunk file".into());
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap_or([0; 8]));
+    if u32_at(8) != FORMAT_VERSION {
+        return Err(format!("chunk format version {} (expected {FORMAT_VERSION})", u32_at(8)));
+    }
+    let flags = u32_at(12);
+    let h = Header {
+        has_failures: flags & 1 != 0,
+        has_sparse: flags & 2 != 0,
+        n: u64_at(16) as usize,
+        n_dense: u64_at(24) as usize,
+        n_cat: u64_at(32) as usize,
+        nnz: u64_at(40) as usize,
+    };
+    if h.n > (1 << 40) || h.n_dense > (1 << 24) || h.n_cat > (1 << 24) || h.nnz > (1 << 40) {
+        return Err("implausible header".into());
+    }
+    if h.offsets().end != bytes.len() {
+        return Err(format!("size {} does not match its header ({} expected)", bytes.len(), h.offsets().end));
+    }
+    Ok(h)
+}
+
+/// A chunk file mapped into memory, with its validated layout.
+struct MappedChunk {
+    map: Mmap,
+    header: Header,
+    offsets: Offsets,
+}
+
+impl MappedChunk {
+    fn view(&self) -> ChunkView<'_> {
+        let (h, o, m) = (&self.header, &self.offsets, &self.map[..]);
+        let n = h.n;
+        // Sizes and 64-byte alignment were validated by `parse_header`; the mapping is
+        // page-aligned, so these casts cannot fail.
+        let f64s = |at: usize, len: usize| -> &[f64] { bytemuck::cast_slice(&m[at..at + 8 * len]) };
+        let u32s = |at: usize, len: usize| -> &[u32] { bytemuck::cast_slice(&m[at..at + 4 * len]) };
+        ChunkView {
+            n,
+            row_id: bytemuck::cast_slice(&m[o.row_id..o.row_id + 8 * n]),
+            y: f64s(o.y, n),
+            failures: o.failures.map(|a| f64s(a, n)),
+            weight: f64s(o.weight, n),
+            offset: f64s(o.offset, n),
+            n_dense: h.n_dense,
+            dense: f64s(o.dense, n * h.n_dense),
+            n_cat: h.n_cat,
+            cat: u32s(o.cat, n * h.n_cat),
+            indptr: u32s(o.indptr, if h.has_sparse { n + 1 } else { 0 }),
+            indices: u32s(o.indices, h.nnz),
+            values: f64s(o.values, h.nnz),
+        }
+    }
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: cache files are written once under a temporary directory and renamed into place;
+    // fulcrum never modifies a published cache file. Outside tampering is caught by the
+    // checksum verified right after mapping.
+    unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))
+}
+
+/// An opened, validated chunk cache.
+pub struct ChunkCache {
+    dir: PathBuf,
+    manifest: Manifest,
+    chunks: Vec<MappedChunk>,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("dir", &self.dir)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+/// Why an existing cache could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staleness {
+    /// No cache at that location.
+    Missing,
+    /// A cache exists but does not match the inputs or spec, or is damaged: the reason.
+    Invalid(String),
+}
+
+/// Deterministic number of groups a fold is split into (independent of the thread count, so
+/// floating-point results are identical with 1 or N threads).
+pub const FOLD_GROUPS: usize = 8;
+
+impl ChunkCache {
+    /// Open the cache at `dir` if it is complete and matches `inputs` and `spec_hash`.
+    /// Every chunk's size, header and checksum are verified (in parallel).
+    pub fn open(dir: &Path, inputs: &[FileFingerprint], spec_hash: &str) -> std::result::Result<ChunkCache, Staleness> {
+        let mpath = dir.join(MANIFEST);
+        if !mpath.exists() {
+            return Err(Staleness::Missing);
+        }
+        let inv = |m: String| Staleness::Invalid(m);
+        let text = fs::read_to_string(&mpath).map_err(|e| inv(format!("manifest unreadable: {e}")))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| inv(format!("manifest is damaged: {e}")))?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(inv(format!("cache format {} (this fulcrum writes {FORMAT_VERSION})", manifest.format_version)));
+        }
+        if manifest.spec_hash != spec_hash {
+            return Err(inv("the model spec changed".into()));
+        }
+        if manifest.inputs.len() != inputs.len() {
+            return Err(inv("the set of input files changed".into()));
+        }
+        for (a, b) in manifest.inputs.iter().zip(inputs) {
+            if a != b {
+                return Err(inv(format!("input {} changed since the cache was built", b.path.display())));
+            }
+        }
+        let chunks: Vec<std::result::Result<MappedChunk, String>> = manifest
+            .chunks
+            .par_iter()
+            .map(|e| {
+                let p = dir.join(&e.file);
+                let map = map_file(&p).map_err(|err| err.to_string())?;
+                if map.len() as u64 != e.bytes {
+                    return Err(format!("{} has {} bytes, manifest says {}", e.file, map.len(), e.bytes));
+                }
+                let header = parse_header(&map).map_err(|m| format!("{}: {m}", e.file))?;
+                if header.n as u64 != e.n_rows || header.nnz as u64 != e.nnz {
+                    return Err(format!("{}: header disagrees with the manifest", e.file));
+                }
+                if xxhash_rust::xxh3::xxh3_64(&map) != e.xxh3 {
+                    return Err(format!("{}: checksum mismatch (file damaged or modified)", e.file));
+                }
+                let offsets = header.offsets();
+                Ok(MappedChunk { map, header, offsets })
+            })
+            .collect();
+        let chunks = chunks.into_iter().collect::<std::result::Result<Vec<_>, _>>().map_err(inv)?;
+        Ok(ChunkCache {
+            dir: dir.to_path_buf(),
+            manifest,
+            chunks,
+        })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Number of chunks.
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Zero-copy view of chunk `i`.
+    pub fn view(&self, i: usize) -> ChunkView<'_> {
+        self.chunks[i].view()
+    }
+
+    /// Total bytes of chunk files.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.chunks.iter().map(|c| c.bytes).sum()
+    }
+
+    /// A pass: fold every chunk into an accumulator and merge the partial results.
+    /// Chunks are split into `FOLD_GROUPS` contiguous groups folded in parallel; the group
+    /// results are merged in order, so the result does not depend on the thread count.
+    pub fn par_fold<A, I, F, M>(&self, init: I, fold: F, merge: M) -> A
+    where
+        A: Send,
+        I: Fn() -> A + Sync + Send,
+        F: Fn(A, ChunkView<'_>) -> A + Sync + Send,
+        M: Fn(A, A) -> A + Sync + Send,
+    {
+        self.par_fold_groups(FOLD_GROUPS, init, fold, merge)
+    }
+
+    /// [`ChunkCache::par_fold`] with an explicit number of groups (each group holds one
+    /// accumulator: lower it for very large accumulators).
+    pub fn par_fold_groups<A, I, F, M>(&self, groups: usize, init: I, fold: F, merge: M) -> A
+    where
+        A: Send,
+        I: Fn() -> A + Sync + Send,
+        F: Fn(A, ChunkView<'_>) -> A + Sync + Send,
+        M: Fn(A, A) -> A + Sync + Send,
+    {
+        let n = self.chunks.len();
+        let g = groups.clamp(1, n.max(1));
+        let parts: Vec<A> = (0..g)
+            .into_par_iter()
+            .map(|k| {
+                let (a, b) = (k * n / g, (k + 1) * n / g);
+                (a..b).fold(init(), |acc, i| fold(acc, self.view(i)))
+            })
+            .collect();
+        parts.into_iter().reduce(merge).unwrap_or_else(init)
+    }
+
+    /// Map every chunk to a value, in parallel, returning the values in chunk order.
+    pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
+        (0..self.chunks.len()).into_par_iter().map(|i| f(i, self.view(i))).collect()
+    }
+}
+
+/// Builds a cache in a temporary directory next to its final location; removed on drop unless
+/// [`CacheBuilder::finish`] publishes it.
+pub struct CacheBuilder {
+    tmp: PathBuf,
+    target: PathBuf,
+    done: bool,
+}
+
+impl CacheBuilder {
+    /// Start a cache that will live at `target`.
+    pub fn new(target: &Path) -> Result<CacheBuilder> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| Error::Cache {
+            path: parent.to_path_buf(),
+            msg: format!("cannot create the cache directory ({e}); choose another with --cache-dir"),
+        })?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.tmp-{}-{nonce}", std::process::id()));
+        fs::create_dir(&tmp).map_err(|e| Error::Cache {
+            path: tmp.clone(),
+            msg: format!("cannot create ({e}); choose another location with --cache-dir"),
+        })?;
+        Ok(CacheBuilder {
+            tmp,
+            target: target.to_path_buf(),
+            done: false,
+        })
+    }
+
+    /// Write one chunk under `name`; returns its (provisional) manifest entry.
+    pub fn write_chunk(&self, name: &str, chunk: &Chunk) -> Result<ChunkEntry> {
+        let bytes = write_chunk_file(&self.tmp.join(name), chunk)?;
+        Ok(ChunkEntry {
+            file: name.to_string(),
+            n_rows: chunk.n_rows() as u64,
+            nnz: chunk.indices.len() as u64,
+            bytes,
+            xxh3: 0,
+        })
+    }
+
+    /// Rewrite provisional categorical codes (`cat_remap[k][provisional] = final`) and sparse
+    /// indices (`sparse_remap(provisional) = final`) in place, checksum every chunk, write the
+    /// manifest, and atomically publish the directory. If another process published the same
+    /// cache first, that one is kept.
+    pub fn finish(
+        mut self,
+        mut manifest: Manifest,
+        cat_remap: &[Vec<u32>],
+        sparse_remap: Option<&(dyn Fn(u32) -> u32 + Sync)>,
+    ) -> Result<PathBuf> {
+        let tmp = self.tmp.clone();
+        let sums: Vec<Result<u64>> = manifest
+            .chunks
+            .par_iter()
+            .map(|e| {
+                let p = tmp.join(&e.file);
+                let f = fs::OpenOptions::new().read(true).write(true).open(&p).map_err(|er| Error::io(&p, er))?;
+                // SAFETY: the file is private to this builder's temporary directory.
+                let mut map = unsafe { MmapMut::map_mut(&f) }.map_err(|er| Error::io(&p, er))?;
+                let h = parse_header(&map).map_err(|m| Error::Cache { path: p.clone(), msg: m })?;
+                let o = h.offsets();
+                if h.n_cat > 0 && !cat_remap.is_empty() {
+                    let codes: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.cat..o.cat + 4 * h.n * h.n_cat]);
+                    for (k, col) in codes.chunks_mut(h.n.max(1)).enumerate().take(h.n_cat) {
+                        let r = &cat_remap[k];
+                        for c in col {
+                            *c = r[*c as usize];
+                        }
+                    }
+                }
+                if let Some(remap) = sparse_remap {
+                    let idx: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.indices..o.indices + 4 * h.nnz]);
+                    for j in idx {
+                        *j = remap(*j);
+                    }
+                }
+                map.flush().map_err(|er| Error::io(&p, er))?;
+                Ok(xxhash_rust::xxh3::xxh3_64(&map))
+            })
+            .collect();
+        for (e, s) in manifest.chunks.iter_mut().zip(sums) {
+            e.xxh3 = s?;
+        }
+        let mpath = self.tmp.join(MANIFEST);
+        let text = serde_json::to_string(&manifest).map_err(|e| Error::Cache {
+            path: mpath.clone(),
+            msg: e.to_string(),
+        })?;
+        fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))?;
+        // Make the data durable before the rename publishes it.
+        if let Ok(d) = File::open(&self.tmp) {
+            let _ = d.sync_all();
+        }
+        match fs::rename(&self.tmp, &self.target) {
+            Ok(()) => {
+                self.done = true;
+            }
+            Err(_) if self.target.join(MANIFEST).exists() => {
+                // Someone else published first; ours is removed on drop and theirs is validated by the caller.
+            }
+            Err(e) => {
+                return Err(Error::Cache {
+                    path: self.target.clone(),
+                    msg: format!("cannot publish the cache: {e}"),
+                })
+            }
+        }
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for CacheBuilder {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_file_round_trip() {
+        let chunk = Chunk {
+            row_id: vec![3, 5, 9],
+            y: vec![1.0, 0.0, 1.0],
+            failures: Some(vec![2.0, 3.0, 4.0]),
+            weight: vec![1.0, 2.0, 1.0],
+            offset: vec![0.0, 0.5, 0.0],
+            n_dense: 2,
+            dense: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            n_cat: 1,
+            cat: vec![0, 2, 1],
+            indptr: vec![0, 1, 1, 3],
+            indices: vec![4, 0, 7],
+            values: vec![1.5, 2.0, -1.0],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.bin");
+        let bytes = write_chunk_file(&p, &chunk).unwrap();
+        let map = map_file(&p).unwrap();
+        assert_eq!(map.len() as u64, bytes);
+        let header = parse_header(&map).unwrap();
+        let m = MappedChunk {
+            offsets: header.offsets(),
+            header,
+            map,
+        };
+        let v = m.view();
+        let w = chunk.view();
+        assert_eq!(v.row_id, w.row_id);
+        assert_eq!(v.failures, w.failures);
+        assert_eq!(v.dense, w.dense);
+        assert_eq!(v.cat, w.cat);
+        assert_eq!(v.indptr, w.indptr);
+        assert_eq!(v.values, w.values);
+        // A truncated file is rejected.
+        assert!(parse_header(&fs::read(&p).unwrap()[..(bytes as usize - 64)]).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Shared helpers for the end-to-end CLI tests: writing small Parquet files with arrow-array +
+//! `parquet::arrow::ArrowWriter`, running the release `fulcrum` binary with a private cache
+//! directory, and checking that a failed run left the cache clean.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema};
+use assert_cmd::Command;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding};
+use parquet::file::properties::WriterProperties;
+
+/// A scratch directory holding the test's inputs and its cache (`<dir>/cache`).
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    /// `<tempdir>/<name>`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// The cache root passed to every run.
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    /// `fulcrum inspect --cache-dir <tempdir>/cache` with no inputs yet.
+    pub fn inspect(&self) -> Command {
+        let mut c = Command::cargo_bin("fulcrum").expect("the fulcrum binary is built");
+        c.arg("inspect").arg("--cache-dir").arg(self.cache());
+        c
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Columns
+// ---------------------------------------------------------------------------------------------
+
+pub fn f64s(v: &[f64]) -> ArrayRef {
+    Arc::new(Float64Array::from(v.to_vec()))
+}
+
+pub fn f64_opt(v: &[Option<f64>]) -> ArrayRef {
+    Arc::new(Float64Array::from(v.to_vec()))
+}
+
+pub fn i64s(v: &[i64]) -> ArrayRef {
+    Arc::new(Int64Array::from(v.to_vec()))
+}
+
+pub fn strs(v: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+pub fn bools(v: &[bool]) -> ArrayRef {
+    Arc::new(BooleanArray::from(v.to_vec()))
+}
+
+/// The item field of a sparse column: `struct<idx: int32, val: float32>`.
+pub fn sparse_item_field() -> Arc<Field> {
+    let fields = Fields::from(vec![
+        Field::new("idx", DataType::Int32, false),
+        Field::new("val", DataType::Float32, false),
+    ]);
+    Arc::new(Field::new("item", DataType::Struct(fields), false))
+}
+
+/// The Arrow type of a sparse column: `list<struct<idx: int32, val: float32>>`.
+pub fn sparse_type() -> DataType {
+    DataType::List(sparse_item_field())
+}
+
+/// A sparse column, one `(idx, val)` list per row.
+pub fn sparse(rows: &[&[(i32, f32)]]) -> ArrayRef {
+    let lens = rows.iter().map(|r| r.len());
+    let offsets = OffsetBuffer::<i32>::from_lengths(lens);
+    let idx: Vec<i32> = rows.iter().flat_map(|r| r.iter().map(|e| e.0)).collect();
+    let val: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|e| e.1)).collect();
+    let DataType::Struct(fields) = sparse_item_field().data_type().clone() else {
+        unreachable!()
+    };
+    let st = StructArray::new(
+        fields,
+        vec![Arc::new(Int32Array::from(idx)) as ArrayRef, Arc::new(Float32Array::from(val)) as ArrayRef],
+        None,
+    );
+    Arc::new(ListArray::new(sparse_item_field(), offsets, Arc::new(st), None))
+}
+
+/// A field for `arr` named `name` (nullable).
+pub fn field(name: &str, arr: &ArrayRef) -> Field {
+    Field::new(name, arr.data_type().clone(), true)
+}
+
+/// A batch from named columns, with optional schema-level metadata.
+pub fn batch_with_meta(cols: Vec<(&str, ArrayRef)>, meta: &[(&str, &str)]) -> RecordBatch {
+    let fields: Vec<Field> = cols.iter().map(|(n, a)| field(n, a)).collect();
+    batch_from_fields(fields, cols.into_iter().map(|(_, a)| a).collect(), meta)
+}
+
+/// A batch from named columns.
+pub fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    batch_with_meta(cols, &[])
+}
+
+/// A batch from explicit fields (e.g. with field metadata) and arrays.
+pub fn batch_from_fields(fields: Vec<Field>, arrays: Vec<ArrayRef>, meta: &[(&str, &str)]) -> RecordBatch {
+    let md: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, md));
+    RecordBatch::try_new(schema, arrays).expect("valid record batch")
+}
+
+/// `field` with field-level metadata.
+pub fn with_field_meta(f: Field, meta: &[(&str, &str)]) -> Field {
+    f.with_metadata(meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<String, String>>())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet files
+// ---------------------------------------------------------------------------------------------
+
+/// Writer properties: default (snappy-free, dictionary on) unless overridden.
+pub fn default_props() -> WriterProperties {
+    WriterProperties::builder().build()
+}
+
+/// At most `rows` rows per row group.
+pub fn row_group_props(rows: usize) -> WriterProperties {
+    WriterProperties::builder().set_max_row_group_row_count(Some(rows)).build()
+}
+
+/// Uncompressed, no dictionary, PLAIN encoding, no statistics in page headers: the data pages
+/// hold the raw little-endian values, so a byte flip lands in values.
+pub fn raw_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_encoding(Encoding::PLAIN)
+        .build()
+}
+
+/// Write `batches` (same schema) to `path` with `props`.
+pub fn write_parquet_with(path: &Path, batches: &[RecordBatch], props: WriterProperties) {
+    let file = File::create(path).expect("create parquet file");
+    let mut w = ArrowWriter::try_new(file, batches[0].schema(), Some(props)).expect("ArrowWriter");
+    for b in batches {
+        w.write(b).expect("write batch");
+    }
+    w.close().expect("close writer");
+}
+
+/// Write one batch to `path` with default properties.
+pub fn write_parquet(path: &Path, b: &RecordBatch) {
+    write_parquet_with(path, std::slice::from_ref(b), default_props());
+}
+
+/// A small, valid model frame: `y ~ age + x + region` with `n` rows.
+pub fn good_batch(n: usize) -> RecordBatch {
+    let y: Vec<f64> = (0..n).map(|i| (i % 3) as f64 + 0.5).collect();
+    let age: Vec<f64> = (0..n).map(|i| 20.0 + i as f64).collect();
+    let x: Vec<i64> = (0..n).map(|i| (i * 7 % 11) as i64).collect();
+    let regions = ["north", "south", "east"];
+    let region: Vec<&str> = (0..n).map(|i| regions[i % 3]).collect();
+    batch(vec![("y", f64s(&y)), ("age", f64s(&age)), ("x", i64s(&x)), ("region", strs(&region))])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions
+// ---------------------------------------------------------------------------------------------
+
+/// The outcome of one run, decoded.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `cmd` and capture everything.
+pub fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().expect("run fulcrum");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every path under `root` (recursively), for diagnostics.
+fn walk(root: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.clone());
+            if p.is_dir() {
+                walk(&p, out);
+            }
+        }
+    }
+}
+
+/// Assert that `cache` holds no cache that looks complete (`<cache>/<key>/manifest.json`) and no
+/// leftover temporary build directory (`.<key>.tmp-...`).
+pub fn assert_cache_clean(cache: &Path) {
+    let mut all = Vec::new();
+    walk(cache, &mut all);
+    for p in &all {
+        let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        assert!(!name.contains(".tmp-"), "leftover temporary cache directory {} (cache tree: {all:#?})", p.display());
+        assert!(
+            name != "manifest.json",
+            "a failed run left a complete-looking cache: {} (cache tree: {all:#?})",
+            p.display()
+        );
+    }
+}
+
+/// Assert that `cache` holds exactly one published cache (`<cache>/<key>/manifest.json`).
+pub fn assert_cache_published(cache: &Path) {
+    let n = std::fs::read_dir(cache)
+        .map(|rd| rd.flatten().filter(|e| e.path().join("manifest.json").is_file()).count())
+        .unwrap_or(0);
+    assert_eq!(n, 1, "expected one published cache under {}", cache.display());
+}
+
+/// Assert the run failed cleanly: exit `code`, every word of `words` in stderr, no panic,
+/// nothing on stdout, and no complete-looking or temporary cache left in `cache`.
+pub fn assert_clean_failure(r: &Run, code: i32, words: &[&str], cache: &Path) {
+    let ctx = format!("exit {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}", r.code, r.stderr, r.stdout);
+    assert!(!r.stderr.contains("panicked"), "fulcrum panicked:\n{ctx}");
+    assert!(!r.stderr.contains("RUST_BACKTRACE"), "fulcrum panicked:\n{ctx}");
+    assert_ne!(r.code, Some(0), "expected failure:\n{ctx}");
+    assert_eq!(r.code, Some(code), "wrong exit code:\n{ctx}");
+    assert!(r.stderr.contains("fulcrum: error: "), "no error line on stderr:\n{ctx}");
+    for w in words {
+        assert!(r.stderr.contains(w), "stderr does not mention {w:?}:\n{ctx}");
+    }
+    assert_cache_clean(cache);
+}
+
+/// Assert success and parse the `--json` report (serde_json is a regular dependency of the
+/// crate, so integration tests can use it).
+pub fn assert_json_success(r: &Run) -> serde_json::Value {
+    let ctx = format!("exit {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}", r.code, r.stderr, r.stdout);
+    assert!(!r.stderr.contains("panicked"), "fulcrum panicked:\n{ctx}");
+    assert_eq!(r.code, Some(0), "expected success:\n{ctx}");
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{ctx}"))
+}

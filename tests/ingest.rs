@@ -1,0 +1,343 @@
+//! Ingest end to end through the library: the design matches statsmodels' (outside oracle in
+//! fixtures/reference), values match an independent plain Arrow read, row ids follow the
+//! input, several files equal one, and the cache is reused, invalidated and rebuilt correctly.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, Int8Type};
+use arrow_array::{Array, RecordBatch};
+use fulcrum::design::{ModelInput, NaPolicy};
+use fulcrum::ingest::{CacheStatus, IngestOptions};
+use fulcrum::linalg::pass::{sandwich_pass, x_beta_pass, xt_v_pass};
+use fulcrum::linalg::{materialize, ColumnSubset};
+use fulcrum::progress::NoProgress;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+
+const ADULT: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex + native_country";
+
+fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn reference(name: &str) -> Value {
+    serde_json::from_reader(File::open(fixture(&format!("reference/{name}"))).unwrap()).unwrap()
+}
+
+fn model(formula: &str, filters: &[(&str, &str)]) -> ModelInput {
+    ModelInput {
+        formula: formula.into(),
+        filters: filters.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        na: NaPolicy::Drop,
+        weights: None,
+    }
+}
+
+fn load(inputs: &[String], m: &ModelInput, cache: &Path) -> fulcrum::Dataset {
+    let opts = IngestOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    fulcrum::load(inputs, m, &opts, &NoProgress).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+/// The whole file through the plain (non-dictionary) Arrow reader.
+fn read_all(path: &str) -> RecordBatch {
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().with_batch_size(1 << 20).build().unwrap();
+    let batches: Vec<RecordBatch> = b.map(|r| r.unwrap()).collect();
+    arrow_select_concat(&batches)
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    assert_eq!(batches.len(), 1, "fixtures are read in one batch");
+    batches[0].clone()
+}
+
+fn str_at(b: &RecordBatch, col: &str, i: usize) -> Option<String> {
+    let a = b.column_by_name(col).unwrap();
+    if a.is_null(i) {
+        return None;
+    }
+    Some(match a.data_type() {
+        arrow_schema::DataType::LargeUtf8 => a.as_string::<i64>().value(i).to_string(),
+        _ => a.as_string::<i32>().value(i).to_string(),
+    })
+}
+
+#[test]
+fn adult_design_matches_statsmodels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = load(&[fixture("adult.parquet")], &model(ADULT, &[("split", "train")]), tmp.path());
+    let r = reference("sm_adult_logistic.json");
+    let d = ds.design();
+    assert_eq!(d.coef_names, strings(&r["coef_names"]));
+    assert_eq!(d.n_params(), 81);
+    assert_eq!(ds.counts().n_obs, 30162);
+    assert_eq!(ds.counts().n_obs, r["n_obs"].as_u64().unwrap());
+    assert_eq!(ds.counts().n_rows_read, 48842);
+    assert_eq!(ds.counts().n_rows_read - ds.counts().n_filtered_out, r["n_rows_after_filter"].as_u64().unwrap());
+    for (t, lv) in d.spec.categorical.iter().zip(&d.levels) {
+        assert_eq!(lv, &strings(&r["design"]["categorical_levels"][&t.column]), "{}", t.column);
+    }
+    // Row ids: the statsmodels row_index (0-based position in the file) of every kept row.
+    let ids: Vec<u64> = (0..ds.cache.n_chunks()).flat_map(|i| ds.cache.view(i).row_id.to_vec()).collect();
+    let want: Vec<u64> = r["row_index"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(ids, want);
+
+    // Values against an independent plain read of the file.
+    let raw = read_all(&fixture("adult.parquet"));
+    let age = raw.column_by_name("age").unwrap().as_primitive::<Int64Type>();
+    let y = raw.column_by_name("income_gt50k").unwrap().as_primitive::<Int8Type>();
+    let layout = &d.layout;
+    let mut checked = 0;
+    for c in 0..ds.cache.n_chunks() {
+        let v = ds.cache.view(c);
+        let x = materialize(&v, layout);
+        for i in 0..v.n {
+            let row = v.row_id[i] as usize;
+            assert_eq!(v.y[i], y.value(row) as f64);
+            assert_eq!(v.dense_col(0)[i], age.value(row) as f64);
+            assert_eq!(v.weight[i], 1.0);
+            // The one-hot of occupation names the raw string.
+            let occ = str_at(&raw, "occupation", row).unwrap();
+            let hot: Vec<&String> = d.coef_names.iter().zip(&x[i]).filter(|(n, &val)| n.starts_with("occupation[") && val == 1.0).map(|(n, _)| n).collect();
+            if occ == d.levels[2][0] {
+                assert!(hot.is_empty());
+            } else {
+                assert_eq!(hot, [&format!("occupation[{occ}]")]);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 30162);
+}
+
+#[test]
+fn cbind_log_and_sparse_terms() {
+    let tmp = tempfile::tempdir().unwrap();
+    // star98: binomial counts through cbind; names match statsmodels.
+    let r = reference("sm_star98_binomial.json");
+    let num = strings(&r["design"]["numeric"]);
+    let f = format!("cbind(NABOVE, NBELOW) ~ {}", num.join(" + "));
+    let ds = load(&[fixture("sm_star98.parquet")], &model(&f, &[]), tmp.path());
+    assert_eq!(ds.design().coef_names, strings(&r["coef_names"]));
+    let v = ds.cache.view(0);
+    let raw = read_all(&fixture("sm_star98.parquet"));
+    let nb = raw.column_by_name("NBELOW").unwrap().as_primitive::<Float64Type>();
+    assert_eq!(v.failures.unwrap()[5], nb.value(5));
+
+    // cpunish: log(VC100k96) is the natural log of the column.
+    let ds = load(
+        &[fixture("sm_cpunish.parquet")],
+        &model("EXECUTIONS ~ INCOME + PERPOVERTY + PERBLACK + log(VC100k96) + SOUTH + DEGREE", &[]),
+        tmp.path(),
+    );
+    assert_eq!(ds.design().coef_names[4], "log(VC100k96)");
+    let raw = read_all(&fixture("sm_cpunish.parquet"));
+    let vc = raw.column_by_name("VC100k96").unwrap().as_primitive::<Float64Type>();
+    let v = ds.cache.view(0);
+    for i in 0..v.n {
+        assert_eq!(v.dense_col(3)[i], vc.value(i).ln());
+    }
+
+    // sms_spam: a sparse bag of words, width from the file's `bow_dim` metadata.
+    let ds = load(&[fixture("sms_spam.parquet")], &model("is_spam ~ sparse(bow)", &[]), tmp.path());
+    let d = ds.design();
+    assert_eq!(d.n_params(), 1 + 4325);
+    assert_eq!(d.coef_names[1], "bow[0]");
+    assert_eq!(d.coef_names[4325], "bow[4324]");
+    let raw = read_all(&fixture("sms_spam.parquet"));
+    let bow = raw.column_by_name("bow").unwrap().as_list::<i32>();
+    let total: usize = (0..bow.len()).map(|i| bow.value_length(i) as usize).sum();
+    let nnz: usize = (0..ds.cache.n_chunks()).map(|i| ds.cache.view(i).nnz()).sum();
+    assert_eq!(nnz, total);
+}
+
+#[test]
+fn no_intercept_dot_and_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Without an intercept the first categorical keeps every level (R's rule), later ones drop the first.
+    let ds = load(&[fixture("insurance.parquet")], &model("charges ~ sex + region + age - 1", &[]), tmp.path());
+    let names = &ds.design().coef_names;
+    assert_eq!(names[0], "age");
+    assert_eq!(&names[1..3], ["sex[female]", "sex[male]"]);
+    assert_eq!(names[3], "region[northwest]");
+    // `.` is every other column; `- col` removes one.
+    let ds = load(&[fixture("insurance.parquet")], &model("charges ~ . - smoker_yes - children", &[]), tmp.path());
+    assert_eq!(
+        ds.design().coef_names,
+        ["(Intercept)", "age", "bmi", "sex[male]", "smoker[yes]", "region[northwest]", "region[southeast]", "region[southwest]"]
+    );
+    // Two values of one filter column are OR'd.
+    let ds = load(
+        &[fixture("insurance.parquet")],
+        &model("charges ~ age + region", &[("region", "southeast"), ("region", "northwest")]),
+        tmp.path(),
+    );
+    assert_eq!(ds.design().levels[0], ["northwest", "southeast"]);
+    assert_eq!(ds.counts().n_obs, 364 + 325);
+}
+
+/// Split a fixture into several files with small row groups.
+fn split_file(src: &str, dir: &Path, parts: usize, rg_rows: usize) -> Vec<PathBuf> {
+    let all = read_all(src);
+    let n = all.num_rows();
+    let mut out = Vec::new();
+    for k in 0..parts {
+        let (a, b) = (k * n / parts, (k + 1) * n / parts);
+        let p = dir.join(format!("part-{k:02}.parquet"));
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(rg_rows)).build();
+        let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), all.schema(), Some(props)).unwrap();
+        w.write(&all.slice(a, b - a)).unwrap();
+        w.close().unwrap();
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn several_files_equal_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    split_file(&fixture("adult.parquet"), &data, 3, 5000);
+    let m = model(ADULT, &[("split", "train")]);
+    let one = load(&[fixture("adult.parquet")], &m, &tmp.path().join("c1"));
+    for inputs in [
+        vec![data.display().to_string()],
+        vec![format!("{}/part-*.parquet", data.display())],
+        vec![data.join("part-02.parquet").display().to_string(), data.join("part-00.parquet").display().to_string(), data.join("part-01.parquet").display().to_string()],
+    ] {
+        let many = load(&inputs, &m, &tmp.path().join("c2"));
+        assert_eq!(many.design(), one.design());
+        assert_eq!(many.counts(), one.counts());
+        assert!(many.cache.n_chunks() > 3, "several row groups become several chunks");
+        let cat = |ds: &fulcrum::Dataset| -> (Vec<u64>, Vec<f64>, Vec<u32>) {
+            let mut r = (vec![], vec![], vec![]);
+            for i in 0..ds.cache.n_chunks() {
+                let v = ds.cache.view(i);
+                r.0.extend_from_slice(v.row_id);
+                r.1.extend_from_slice(v.dense_col(4));
+                r.2.extend_from_slice(v.cat_col(6));
+            }
+            r
+        };
+        assert_eq!(cat(&many), cat(&one));
+    }
+}
+
+#[test]
+fn passes_match_dense_and_are_thread_count_independent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = IngestOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        chunk_rows: 4096,
+    };
+    let ds = fulcrum::load(&[fixture("adult.parquet")], &model(ADULT, &[("split", "train")]), &opts, &NoProgress).unwrap();
+    assert!(ds.cache.n_chunks() >= 8);
+    let layout = ds.design().layout.clone();
+    let p = layout.p;
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let g = xt_v_pass(&ds.cache, &layout, true, |v, buf| {
+                for (b, &y) in buf.iter_mut().zip(v.y) {
+                    *b = y - 0.25;
+                }
+            });
+            let s = sandwich_pass(&ds.cache, &layout, &ColumnSubset::all(p), |v, w| {
+                for (i, wi) in w.iter_mut().enumerate() {
+                    *wi = 0.1 + (v.row_id[i] % 7) as f64;
+                }
+            });
+            (g, s)
+        })
+    };
+    let (g1, s1) = run(1);
+    let (g2, s2) = run(2);
+    assert_eq!(g1, g2, "bit-identical with 1 and 2 threads");
+    assert!(s1 == s2);
+    // Against the dense computation.
+    let mut g = vec![0.0; p];
+    let mut s = vec![vec![0.0; p]; p];
+    for c in 0..ds.cache.n_chunks() {
+        let v = ds.cache.view(c);
+        for (i, row) in materialize(&v, &layout).iter().enumerate() {
+            let w = 0.1 + (v.row_id[i] % 7) as f64;
+            for a in 0..p {
+                g[a] += row[a] * (v.y[i] - 0.25);
+                for b in 0..p {
+                    s[a][b] += w * row[a] * row[b];
+                }
+            }
+        }
+    }
+    for a in 0..p {
+        assert!((g[a] - g1[a]).abs() <= 1e-9 * (1.0 + g[a].abs()), "g[{a}]");
+        for b in 0..p {
+            assert!((s[a][b] - s1[(a, b)]).abs() <= 1e-9 * (1.0 + s[a][b].abs()), "S[{a},{b}]");
+        }
+    }
+    // X·β pass: η = Xβ + offset, chunk order preserved.
+    let beta: Vec<f64> = (0..p).map(|j| (j as f64).sin()).collect();
+    let etas = x_beta_pass(&ds.cache, &layout, &beta, |_, eta| eta.to_vec());
+    let v0 = ds.cache.view(0);
+    let x0 = materialize(&v0, &layout);
+    let want: f64 = x0[3].iter().zip(&beta).map(|(a, b)| a * b).sum();
+    assert!((etas[0][3] - want).abs() < 1e-10);
+}
+
+#[test]
+fn cache_is_reused_and_rebuilt_when_stale_or_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("in.parquet");
+    std::fs::copy(fixture("sm_star98.parquet"), &src).unwrap();
+    let inputs = [src.display().to_string()];
+    let m = model("NABOVE ~ LOWINC + PERASIAN", &[]);
+    let cache = tmp.path().join("cache");
+    let a = load(&inputs, &m, &cache);
+    assert_eq!(a.status, CacheStatus::Built);
+    let dir = a.cache.dir().to_path_buf();
+    drop(a);
+    let b = load(&inputs, &m, &cache);
+    assert_eq!(b.status, CacheStatus::Reused);
+    drop(b);
+    // Flip one byte of a chunk file: detected by checksum, rebuilt.
+    let chunk = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "bin")).unwrap();
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    let k = bytes.len() - 9;
+    bytes[k] ^= 0x40;
+    std::fs::write(&chunk, bytes).unwrap();
+    let c = load(&inputs, &m, &cache);
+    match &c.status {
+        CacheStatus::Rebuilt(r) => assert!(r.contains("checksum"), "{r}"),
+        s => panic!("expected a rebuild, got {s:?}"),
+    }
+    drop(c);
+    // Damaged manifest: rebuilt.
+    std::fs::write(dir.join("manifest.json"), "{ not json").unwrap();
+    assert!(matches!(load(&inputs, &m, &cache).status, CacheStatus::Rebuilt(_)));
+    // The input changes (rewritten with other rows): rebuilt with the new rows.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let raw = read_all(&fixture("sm_star98.parquet"));
+    let mut w = ArrowWriter::try_new(File::create(&src).unwrap(), raw.schema(), None).unwrap();
+    w.write(&raw.slice(0, 100)).unwrap();
+    w.close().unwrap();
+    let d = load(&inputs, &m, &cache);
+    match &d.status {
+        CacheStatus::Rebuilt(r) => assert!(r.contains("changed"), "{r}"),
+        s => panic!("expected a rebuild, got {s:?}"),
+    }
+    assert_eq!(d.counts().n_obs, 100);
+    // Nothing but the published cache is left behind (no temporary build directories).
+    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}

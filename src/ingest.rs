@@ -90,7 +90,9 @@ fn hex(x: u64) -> String {
 /// Hash of everything that determines the cache contents besides the input bytes.
 pub fn spec_hash(spec: &DesignSpec, chunk_rows: usize) -> String {
     let text = serde_json::to_string(spec).unwrap_or_default();
-    hex(xxhash_rust::xxh3::xxh3_64(format!("v{FORMAT_VERSION}|rows{chunk_rows}|{text}").as_bytes()))
+    hex(xxhash_rust::xxh3::xxh3_64(
+        format!("v{FORMAT_VERSION}|rows{chunk_rows}|{text}").as_bytes(),
+    ))
 }
 
 /// Load `inputs` under `model`: reuse the cache if valid, else build it.
@@ -101,11 +103,19 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     let spec = DesignSpec::resolve(model, &set.schema, &paths[0])?;
     let shash = spec_hash(&spec, opts.chunk_rows);
     let fps: Vec<_> = set.files.iter().map(|f| f.fingerprint.clone()).collect();
-    let key_src: String = fps.iter().map(|f| f.path.to_string_lossy().into_owned() + "\n").collect::<String>() + &shash;
+    let key_src: String = fps
+        .iter()
+        .map(|f| f.path.to_string_lossy().into_owned() + "\n")
+        .collect::<String>()
+        + &shash;
     let key = hex(xxhash_rust::xxh3::xxh3_64(key_src.as_bytes()));
     let root = match &opts.cache_dir {
         Some(d) => d.clone(),
-        None => paths[0].parent().map(Path::to_path_buf).unwrap_or_default().join(".fulcrum-cache"),
+        None => paths[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+            .join(".fulcrum-cache"),
     };
     let dir = root.join(&key);
     let open_s = t0.elapsed().as_secs_f64();
@@ -153,7 +163,14 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
 }
 
 /// Decode every row group in parallel, encode, write chunks, then finalize levels and publish.
-fn build(set: &InputSet, spec: DesignSpec, shash: &str, dir: &Path, opts: &IngestOptions, progress: &dyn Progress) -> Result<()> {
+fn build(
+    set: &InputSet,
+    spec: DesignSpec,
+    shash: &str,
+    dir: &Path,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
     let builder = CacheBuilder::new(dir)?;
     let columns = spec.used_columns();
     let encoder = Encoder::new(&spec);

@@ -177,7 +177,12 @@ impl InspectReport {
         let _ = writeln!(s, "nnz           {} (sparse block {})", self.nnz, self.sparse_nnz);
         let _ = writeln!(s, "blocks");
         let _ = writeln!(s, "  intercept   {}", if self.blocks.intercept { "yes" } else { "no" });
-        let _ = writeln!(s, "  dense       {} column(s){}", self.blocks.dense.len(), list_some(&self.blocks.dense));
+        let _ = writeln!(
+            s,
+            "  dense       {} column(s){}",
+            self.blocks.dense.len(),
+            list_some(&self.blocks.dense)
+        );
         for c in &self.blocks.categorical {
             let _ = writeln!(
                 s,
@@ -198,7 +203,11 @@ impl InspectReport {
                 if c.declared { "from metadata" } else { "max index + 1" }
             );
         }
-        let _ = writeln!(s, "cache         {} ({}; {} chunks, {} bytes)", self.cache.path, self.cache.status, self.cache.chunks, self.cache.bytes);
+        let _ = writeln!(
+            s,
+            "cache         {} ({}; {} chunks, {} bytes)",
+            self.cache.path, self.cache.status, self.cache.chunks, self.cache.bytes
+        );
         let _ = writeln!(
             s,
             "timings       open {:.3} s, build {:.3} s, map+verify {:.3} s",
@@ -213,6 +222,10 @@ fn list_some(v: &[String]) -> String {
         return String::new();
     }
     let shown: Vec<&str> = v.iter().take(8).map(String::as_str).collect();
-    let more = if v.len() > 8 { format!(", ... ({} more)", v.len() - 8) } else { String::new() };
+    let more = if v.len() > 8 {
+        format!(", ... ({} more)", v.len() - 8)
+    } else {
+        String::new()
+    };
     format!(": {}{more}", shown.join(", "))
 }

@@ -12,7 +12,11 @@ use fulcrum::{Error, IngestOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "fulcrum", version, about = "Which training rows move your regression model, and by how much.")]
+#[command(
+    name = "fulcrum",
+    version,
+    about = "Which training rows move your regression model, and by how much."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -133,7 +137,10 @@ impl ModelArgs {
         let ds = fulcrum::load(&self.inputs, &self.model()?, &opts, &bar)?;
         if let fulcrum::ingest::CacheStatus::Rebuilt(reason) = &ds.status {
             if !self.quiet {
-                eprintln!("fulcrum: cache at {} was stale ({reason}); rebuilt it", ds.cache.dir().display());
+                eprintln!(
+                    "fulcrum: cache at {} was stale ({reason}); rebuilt it",
+                    ds.cache.dir().display()
+                );
             }
         }
         Ok(ds)
@@ -157,6 +164,13 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // Panics inside the Parquet decoder are corrupt input, reported as an error by the library;
+    // any other panic is a fulcrum bug and is reported as one.
+    std::panic::set_hook(Box::new(|info| {
+        if !fulcrum::source::in_decoder() {
+            eprintln!("fulcrum: internal error (please report): {info}");
+        }
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

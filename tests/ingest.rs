@@ -46,12 +46,20 @@ fn load(inputs: &[String], m: &ModelInput, cache: &Path) -> fulcrum::Dataset {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The whole file through the plain (non-dictionary) Arrow reader.
 fn read_all(path: &str) -> RecordBatch {
-    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().with_batch_size(1 << 20).build().unwrap();
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .with_batch_size(1 << 20)
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = b.map(|r| r.unwrap()).collect();
     arrow_select_concat(&batches)
 }
@@ -75,7 +83,11 @@ fn str_at(b: &RecordBatch, col: &str, i: usize) -> Option<String> {
 #[test]
 fn adult_design_matches_statsmodels() {
     let tmp = tempfile::tempdir().unwrap();
-    let ds = load(&[fixture("adult.parquet")], &model(ADULT, &[("split", "train")]), tmp.path());
+    let ds = load(
+        &[fixture("adult.parquet")],
+        &model(ADULT, &[("split", "train")]),
+        tmp.path(),
+    );
     let r = reference("sm_adult_logistic.json");
     let d = ds.design();
     assert_eq!(d.coef_names, strings(&r["coef_names"]));
@@ -83,13 +95,28 @@ fn adult_design_matches_statsmodels() {
     assert_eq!(ds.counts().n_obs, 30162);
     assert_eq!(ds.counts().n_obs, r["n_obs"].as_u64().unwrap());
     assert_eq!(ds.counts().n_rows_read, 48842);
-    assert_eq!(ds.counts().n_rows_read - ds.counts().n_filtered_out, r["n_rows_after_filter"].as_u64().unwrap());
+    assert_eq!(
+        ds.counts().n_rows_read - ds.counts().n_filtered_out,
+        r["n_rows_after_filter"].as_u64().unwrap()
+    );
     for (t, lv) in d.spec.categorical.iter().zip(&d.levels) {
-        assert_eq!(lv, &strings(&r["design"]["categorical_levels"][&t.column]), "{}", t.column);
+        assert_eq!(
+            lv,
+            &strings(&r["design"]["categorical_levels"][&t.column]),
+            "{}",
+            t.column
+        );
     }
     // Row ids: the statsmodels row_index (0-based position in the file) of every kept row.
-    let ids: Vec<u64> = (0..ds.cache.n_chunks()).flat_map(|i| ds.cache.view(i).row_id.to_vec()).collect();
-    let want: Vec<u64> = r["row_index"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let ids: Vec<u64> = (0..ds.cache.n_chunks())
+        .flat_map(|i| ds.cache.view(i).row_id.to_vec())
+        .collect();
+    let want: Vec<u64> = r["row_index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(ids, want);
 
     // Values against an independent plain read of the file.
@@ -101,14 +128,20 @@ fn adult_design_matches_statsmodels() {
     for c in 0..ds.cache.n_chunks() {
         let v = ds.cache.view(c);
         let x = materialize(&v, layout);
-        for i in 0..v.n {
+        for (i, xi) in x.iter().enumerate() {
             let row = v.row_id[i] as usize;
             assert_eq!(v.y[i], y.value(row) as f64);
             assert_eq!(v.dense_col(0)[i], age.value(row) as f64);
             assert_eq!(v.weight[i], 1.0);
             // The one-hot of occupation names the raw string.
             let occ = str_at(&raw, "occupation", row).unwrap();
-            let hot: Vec<&String> = d.coef_names.iter().zip(&x[i]).filter(|(n, &val)| n.starts_with("occupation[") && val == 1.0).map(|(n, _)| n).collect();
+            let hot: Vec<&String> = d
+                .coef_names
+                .iter()
+                .zip(xi)
+                .filter(|(n, &val)| n.starts_with("occupation[") && val == 1.0)
+                .map(|(n, _)| n)
+                .collect();
             if occ == d.levels[2][0] {
                 assert!(hot.is_empty());
             } else {
@@ -137,7 +170,10 @@ fn cbind_log_and_sparse_terms() {
     // cpunish: log(VC100k96) is the natural log of the column.
     let ds = load(
         &[fixture("sm_cpunish.parquet")],
-        &model("EXECUTIONS ~ INCOME + PERPOVERTY + PERBLACK + log(VC100k96) + SOUTH + DEGREE", &[]),
+        &model(
+            "EXECUTIONS ~ INCOME + PERPOVERTY + PERBLACK + log(VC100k96) + SOUTH + DEGREE",
+            &[],
+        ),
         tmp.path(),
     );
     assert_eq!(ds.design().coef_names[4], "log(VC100k96)");
@@ -149,7 +185,11 @@ fn cbind_log_and_sparse_terms() {
     }
 
     // sms_spam: a sparse bag of words, width from the file's `bow_dim` metadata.
-    let ds = load(&[fixture("sms_spam.parquet")], &model("is_spam ~ sparse(bow)", &[]), tmp.path());
+    let ds = load(
+        &[fixture("sms_spam.parquet")],
+        &model("is_spam ~ sparse(bow)", &[]),
+        tmp.path(),
+    );
     let d = ds.design();
     assert_eq!(d.n_params(), 1 + 4325);
     assert_eq!(d.coef_names[1], "bow[0]");
@@ -165,21 +205,41 @@ fn cbind_log_and_sparse_terms() {
 fn no_intercept_dot_and_filters() {
     let tmp = tempfile::tempdir().unwrap();
     // Without an intercept the first categorical keeps every level (R's rule), later ones drop the first.
-    let ds = load(&[fixture("insurance.parquet")], &model("charges ~ sex + region + age - 1", &[]), tmp.path());
+    let ds = load(
+        &[fixture("insurance.parquet")],
+        &model("charges ~ sex + region + age - 1", &[]),
+        tmp.path(),
+    );
     let names = &ds.design().coef_names;
     assert_eq!(names[0], "age");
     assert_eq!(&names[1..3], ["sex[female]", "sex[male]"]);
     assert_eq!(names[3], "region[northwest]");
     // `.` is every other column; `- col` removes one.
-    let ds = load(&[fixture("insurance.parquet")], &model("charges ~ . - smoker_yes - children", &[]), tmp.path());
+    let ds = load(
+        &[fixture("insurance.parquet")],
+        &model("charges ~ . - smoker_yes - children", &[]),
+        tmp.path(),
+    );
     assert_eq!(
         ds.design().coef_names,
-        ["(Intercept)", "age", "bmi", "sex[male]", "smoker[yes]", "region[northwest]", "region[southeast]", "region[southwest]"]
+        [
+            "(Intercept)",
+            "age",
+            "bmi",
+            "sex[male]",
+            "smoker[yes]",
+            "region[northwest]",
+            "region[southeast]",
+            "region[southwest]"
+        ]
     );
     // Two values of one filter column are OR'd.
     let ds = load(
         &[fixture("insurance.parquet")],
-        &model("charges ~ age + region", &[("region", "southeast"), ("region", "northwest")]),
+        &model(
+            "charges ~ age + region",
+            &[("region", "southeast"), ("region", "northwest")],
+        ),
         tmp.path(),
     );
     assert_eq!(ds.design().levels[0], ["northwest", "southeast"]);
@@ -194,7 +254,9 @@ fn split_file(src: &str, dir: &Path, parts: usize, rg_rows: usize) -> Vec<PathBu
     for k in 0..parts {
         let (a, b) = (k * n / parts, (k + 1) * n / parts);
         let p = dir.join(format!("part-{k:02}.parquet"));
-        let props = WriterProperties::builder().set_max_row_group_row_count(Some(rg_rows)).build();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rg_rows))
+            .build();
         let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), all.schema(), Some(props)).unwrap();
         w.write(&all.slice(a, b - a)).unwrap();
         w.close().unwrap();
@@ -214,7 +276,11 @@ fn several_files_equal_one() {
     for inputs in [
         vec![data.display().to_string()],
         vec![format!("{}/part-*.parquet", data.display())],
-        vec![data.join("part-02.parquet").display().to_string(), data.join("part-00.parquet").display().to_string(), data.join("part-01.parquet").display().to_string()],
+        vec![
+            data.join("part-02.parquet").display().to_string(),
+            data.join("part-00.parquet").display().to_string(),
+            data.join("part-01.parquet").display().to_string(),
+        ],
     ] {
         let many = load(&inputs, &m, &tmp.path().join("c2"));
         assert_eq!(many.design(), one.design());
@@ -241,7 +307,13 @@ fn passes_match_dense_and_are_thread_count_independent() {
         cache_dir: Some(tmp.path().to_path_buf()),
         chunk_rows: 4096,
     };
-    let ds = fulcrum::load(&[fixture("adult.parquet")], &model(ADULT, &[("split", "train")]), &opts, &NoProgress).unwrap();
+    let ds = fulcrum::load(
+        &[fixture("adult.parquet")],
+        &model(ADULT, &[("split", "train")]),
+        &opts,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(ds.cache.n_chunks() >= 8);
     let layout = ds.design().layout.clone();
     let p = layout.p;
@@ -283,7 +355,10 @@ fn passes_match_dense_and_are_thread_count_independent() {
     for a in 0..p {
         assert!((g[a] - g1[a]).abs() <= 1e-9 * (1.0 + g[a].abs()), "g[{a}]");
         for b in 0..p {
-            assert!((s[a][b] - s1[(a, b)]).abs() <= 1e-9 * (1.0 + s[a][b].abs()), "S[{a},{b}]");
+            assert!(
+                (s[a][b] - s1[(a, b)]).abs() <= 1e-9 * (1.0 + s[a][b].abs()),
+                "S[{a},{b}]"
+            );
         }
     }
     // X·β pass: η = Xβ + offset, chunk order preserved.
@@ -311,7 +386,11 @@ fn cache_is_reused_and_rebuilt_when_stale_or_damaged() {
     assert_eq!(b.status, CacheStatus::Reused);
     drop(b);
     // Flip one byte of a chunk file: detected by checksum, rebuilt.
-    let chunk = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "bin")).unwrap();
+    let chunk = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bin"))
+        .unwrap();
     let mut bytes = std::fs::read(&chunk).unwrap();
     let k = bytes.len() - 9;
     bytes[k] ^= 0x40;
@@ -338,6 +417,9 @@ fn cache_is_reused_and_rebuilt_when_stale_or_damaged() {
     }
     assert_eq!(d.counts().n_obs, 100);
     // Nothing but the published cache is left behind (no temporary build directories).
-    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }

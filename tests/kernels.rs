@@ -14,8 +14,15 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1usize..30, 0usize..4, prop::collection::vec(1u32..5, 0..3), 0usize..7, any::<bool>(), any::<u64>()).prop_map(
-        |(n, nd, levels, width, intercept, seed)| {
+    (
+        1usize..30,
+        0usize..4,
+        prop::collection::vec(1u32..5, 0..3),
+        0usize..7,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(n, nd, levels, width, intercept, seed)| {
             let mut s = seed | 1;
             let mut next = move || {
                 // xorshift64*: deterministic from the proptest seed.
@@ -64,8 +71,7 @@ fn case() -> impl Strategy<Value = Case> {
             };
             let layout = Layout::new(intercept, nd, &levels, width);
             Case { chunk, layout }
-        },
-    )
+        })
 }
 
 /// Independent densification, written from the layout rules, not from the library's helper.

@@ -146,7 +146,11 @@ fn column<'b>(batch: &'b RecordBatch, name: &str, file: &Path) -> Result<&'b Arr
 fn to_f64(arr: &dyn Array) -> Option<Vec<f64>> {
     macro_rules! prim {
         ($t:ty) => {
-            arr.as_primitive::<$t>().values().iter().map(|&v| v as f64).collect()
+            arr.as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
         };
     }
     Some(match arr.data_type() {
@@ -158,12 +162,21 @@ fn to_f64(arr: &dyn Array) -> Option<Vec<f64>> {
         DataType::UInt16 => prim!(UInt16Type),
         DataType::UInt32 => prim!(UInt32Type),
         DataType::UInt64 => prim!(UInt64Type),
-        DataType::Float16 => arr.as_primitive::<Float16Type>().values().iter().map(|v| v.to_f64()).collect(),
+        DataType::Float16 => arr
+            .as_primitive::<Float16Type>()
+            .values()
+            .iter()
+            .map(|v| v.to_f64())
+            .collect(),
         DataType::Float32 => prim!(Float32Type),
         DataType::Float64 => arr.as_primitive::<Float64Type>().values().to_vec(),
         DataType::Decimal128(_, s) => {
             let scale = 10f64.powi(*s as i32);
-            arr.as_primitive::<Decimal128Type>().values().iter().map(|&v| v as f64 / scale).collect()
+            arr.as_primitive::<Decimal128Type>()
+                .values()
+                .iter()
+                .map(|&v| v as f64 / scale)
+                .collect()
         }
         DataType::Boolean => {
             let b = arr.as_boolean();
@@ -182,7 +195,9 @@ fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
             return vec![None; n];
         }
         let keys = d.normalized_keys();
-        return (0..n).map(|i| if d.is_null(i) { None } else { vals[keys[i]].clone() }).collect();
+        return (0..n)
+            .map(|i| if d.is_null(i) { None } else { vals[keys[i]].clone() })
+            .collect();
     }
     let get = |i: usize| -> Option<String> {
         if arr.is_null(i) {
@@ -231,13 +246,28 @@ fn sparse_col<'b>(arr: &ArrayRef, name: &'b str, declared: Option<u64>, file: &P
     let (offsets, values, list_nulls): (Vec<usize>, ArrayRef, Option<NullBuffer>) = match arr.data_type() {
         DataType::List(_) => {
             let l = arr.as_list::<i32>();
-            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+            (
+                l.value_offsets().iter().map(|&o| o as usize).collect(),
+                l.values().clone(),
+                l.nulls().cloned(),
+            )
         }
         DataType::LargeList(_) => {
             let l = arr.as_list::<i64>();
-            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+            (
+                l.value_offsets().iter().map(|&o| o as usize).collect(),
+                l.values().clone(),
+                l.nulls().cloned(),
+            )
         }
-        dt => return Err(Error::data(file, name, None, format!("has type {dt}, expected list<struct<idx, val>>"))),
+        dt => {
+            return Err(Error::data(
+                file,
+                name,
+                None,
+                format!("has type {dt}, expected list<struct<idx, val>>"),
+            ))
+        }
     };
     let st = values
         .as_struct_opt()
@@ -249,20 +279,46 @@ fn sparse_col<'b>(arr: &ArrayRef, name: &'b str, declared: Option<u64>, file: &P
         .column_by_name("val")
         .ok_or_else(|| Error::data(file, name, None, "list items have no 'val' field"))?;
     let idx: Vec<i64> = match idx_arr.data_type() {
-        DataType::Int32 => idx_arr.as_primitive::<Int32Type>().values().iter().map(|&v| v as i64).collect(),
+        DataType::Int32 => idx_arr
+            .as_primitive::<Int32Type>()
+            .values()
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
         DataType::Int64 => idx_arr.as_primitive::<Int64Type>().values().to_vec(),
-        DataType::UInt32 => idx_arr.as_primitive::<UInt32Type>().values().iter().map(|&v| v as i64).collect(),
+        DataType::UInt32 => idx_arr
+            .as_primitive::<UInt32Type>()
+            .values()
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
         DataType::UInt64 => idx_arr
             .as_primitive::<UInt64Type>()
             .values()
             .iter()
             .map(|&v| i64::try_from(v).unwrap_or(i64::MAX))
             .collect(),
-        dt => return Err(Error::data(file, name, None, format!("'idx' has type {dt}, expected an integer"))),
+        dt => {
+            return Err(Error::data(
+                file,
+                name,
+                None,
+                format!("'idx' has type {dt}, expected an integer"),
+            ))
+        }
     };
     let val = match val_arr.data_type() {
-        DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64 => to_f64(val_arr.as_ref()).unwrap_or_default(),
-        dt => return Err(Error::data(file, name, None, format!("'val' has type {dt}, expected a float"))),
+        DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64 => {
+            to_f64(val_arr.as_ref()).unwrap_or_default()
+        }
+        dt => {
+            return Err(Error::data(
+                file,
+                name,
+                None,
+                format!("'val' has type {dt}, expected a float"),
+            ))
+        }
     };
     let mut idx_nulls = idx_arr.nulls().cloned();
     let mut val_nulls = val_arr.nulls().cloned();
@@ -316,8 +372,14 @@ impl<'a> Encoder<'a> {
         // 2. Gather every used column.
         let num = |name: &str| -> Result<NumCol> {
             let a = column(batch, name, file)?;
-            let values = to_f64(a.as_ref())
-                .ok_or_else(|| Error::data(file, name, None, format!("has type {}, expected a number", a.data_type())))?;
+            let values = to_f64(a.as_ref()).ok_or_else(|| {
+                Error::data(
+                    file,
+                    name,
+                    None,
+                    format!("has type {}, expected a number", a.data_type()),
+                )
+            })?;
             Ok(NumCol {
                 name: name.to_string(),
                 values,
@@ -328,7 +390,11 @@ impl<'a> Encoder<'a> {
         let failures = spec.failures.as_deref().map(num).transpose()?;
         let weights = spec.weights.as_deref().map(num).transpose()?;
         let offsets = spec.offsets.iter().map(|o| num(o)).collect::<Result<Vec<_>>>()?;
-        let dense = spec.numeric.iter().map(|t| num(&t.column)).collect::<Result<Vec<_>>>()?;
+        let dense = spec
+            .numeric
+            .iter()
+            .map(|t| num(&t.column))
+            .collect::<Result<Vec<_>>>()?;
         let cats: Vec<&ArrayRef> = spec
             .categorical
             .iter()
@@ -340,20 +406,25 @@ impl<'a> Encoder<'a> {
             .map(|t| sparse_col(column(batch, &t.column, file)?, &t.column, t.declared_width, file))
             .collect::<Result<_>>()?;
 
-        // 3. Missing values.
+        // 3. Missing values (logical nulls: a dictionary's null values count too).
+        let cat_nulls: Vec<Option<NullBuffer>> = cats.iter().map(|a| a.logical_nulls()).collect();
         let value_cols: Vec<&NumCol> = std::iter::once(&y)
             .chain(failures.iter())
             .chain(weights.iter())
             .chain(offsets.iter())
             .chain(dense.iter())
             .collect();
-        for i in 0..n {
-            if !keep[i] {
+        for (i, kept) in keep.iter_mut().enumerate() {
+            if !*kept {
                 continue;
             }
             let mut na: Option<&str> = value_cols.iter().find(|c| c.is_na(i)).map(|c| c.name.as_str());
             if na.is_none() {
-                na = cats.iter().zip(&spec.categorical).find(|(a, _)| a.is_null(i)).map(|(_, t)| t.column.as_str());
+                na = cat_nulls
+                    .iter()
+                    .zip(&spec.categorical)
+                    .find(|(nb, _)| nb.as_ref().is_some_and(|nb| nb.is_null(i)))
+                    .map(|(_, t)| t.column.as_str());
             }
             if na.is_none() {
                 na = sparse
@@ -364,11 +435,16 @@ impl<'a> Encoder<'a> {
             if let Some(col) = na {
                 match spec.na {
                     NaPolicy::Drop => {
-                        keep[i] = false;
+                        *kept = false;
                         counts.dropped += 1;
                     }
                     NaPolicy::Error => {
-                        return Err(Error::data(file, col, row_of(i), "missing value (null or NaN) and --na error was given"))
+                        return Err(Error::data(
+                            file,
+                            col,
+                            row_of(i),
+                            "missing value (null or NaN) and --na error was given",
+                        ))
                     }
                 }
             }
@@ -382,7 +458,12 @@ impl<'a> Encoder<'a> {
             if v.is_finite() {
                 Ok(v)
             } else {
-                Err(Error::data(file, &c.name, row_of(i), format!("value {v} is not finite")))
+                Err(Error::data(
+                    file,
+                    &c.name,
+                    row_of(i),
+                    format!("value {v} is not finite"),
+                ))
             }
         };
         let mut chunk = Chunk {
@@ -425,7 +506,16 @@ impl<'a> Encoder<'a> {
         // 5. Categorical codes.
         chunk.cat.reserve(m * cats.len());
         for (k, (arr, t)) in cats.iter().zip(&spec.categorical).enumerate() {
-            self.encode_cat(k, arr.as_ref(), t.kind, &rows, &mut chunk.cat, file, &t.column, file_row0)?;
+            self.encode_cat(
+                k,
+                arr.as_ref(),
+                t.kind,
+                &rows,
+                &mut chunk.cat,
+                file,
+                &t.column,
+                file_row0,
+            )?;
         }
 
         // 6. Sparse block.
@@ -440,7 +530,9 @@ impl<'a> Encoder<'a> {
                     let mut prev: i64 = -1;
                     for e in a..b {
                         let bad = |msg: String| Error::data(file, s.name, row_of(i), msg);
-                        if s.idx_nulls.as_ref().is_some_and(|nb| nb.is_null(e)) || s.val_nulls.as_ref().is_some_and(|nb| nb.is_null(e)) {
+                        if s.idx_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
+                            || s.val_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
+                        {
                             return Err(bad(format!("entry {} has a null idx or val", e - a)));
                         }
                         let j = s.idx[e];
@@ -466,7 +558,11 @@ impl<'a> Encoder<'a> {
                             return Err(bad(format!("sparse index {j} is too large (limit {limit})")));
                         }
                         prev = j;
-                        let code = if multi { ((t as u32) << SPARSE_TERM_SHIFT) | j as u32 } else { j as u32 };
+                        let code = if multi {
+                            ((t as u32) << SPARSE_TERM_SHIFT) | j as u32
+                        } else {
+                            j as u32
+                        };
                         chunk.indices.push(code);
                         chunk.values.push(v);
                     }
@@ -474,8 +570,12 @@ impl<'a> Encoder<'a> {
                         max_idx[t] = Some(max_idx[t].map_or(prev as u64, |x| x.max(prev as u64)));
                     }
                 }
-                let nnz = u32::try_from(chunk.indices.len())
-                    .map_err(|_| Error::Input(format!("{}: too many sparse entries in one batch; lower the batch size", file.display())))?;
+                let nnz = u32::try_from(chunk.indices.len()).map_err(|_| {
+                    Error::Input(format!(
+                        "{}: too many sparse entries in one batch; lower the batch size",
+                        file.display()
+                    ))
+                })?;
                 chunk.indptr.push(nnz);
             }
         }
@@ -501,8 +601,16 @@ impl<'a> Encoder<'a> {
         let interner = &self.interners[k];
         if let Some(d) = arr.as_any_dictionary_opt() {
             let values = d.values();
-            if !matches!(values.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-                return Err(Error::data(file, col, None, format!("dictionary of {} is not supported", values.data_type())));
+            if !matches!(
+                values.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) {
+                return Err(Error::data(
+                    file,
+                    col,
+                    None,
+                    format!("dictionary of {} is not supported", values.data_type()),
+                ));
             }
             if values.is_empty() {
                 // Every row is null, and null rows were dropped above.
@@ -557,7 +665,13 @@ impl<'a> Encoder<'a> {
                 let v = to_f64(arr).ok_or_else(|| Error::data(file, col, None, "cannot be read as categorical"))?;
                 let exact: Option<Vec<i64>> = match arr.data_type() {
                     DataType::Int64 => Some(arr.as_primitive::<Int64Type>().values().to_vec()),
-                    DataType::UInt64 => Some(arr.as_primitive::<UInt64Type>().values().iter().map(|&x| x as i64).collect()),
+                    DataType::UInt64 => Some(
+                        arr.as_primitive::<UInt64Type>()
+                            .values()
+                            .iter()
+                            .map(|&x| x as i64)
+                            .collect(),
+                    ),
                     _ => None,
                 };
                 for &i in rows {

@@ -102,7 +102,10 @@ impl Term {
             Term::Categorical(s) => format!("C({})", s.name),
             Term::Sparse(s) => format!("sparse({})", s.name),
             Term::Offset(s) => format!("offset({})", s.name),
-            Term::Group(v) => format!("group({})", v.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")),
+            Term::Group(v) => format!(
+                "group({})",
+                v.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
+            ),
             Term::Dot(_) => ".".into(),
         }
     }
@@ -201,7 +204,8 @@ impl<'a> Lexer<'a> {
             }
             if c.is_alphabetic() || c == '_' || c == '.' {
                 let mut j = self.i;
-                while j < self.chars.len() && (self.chars[j].is_alphanumeric() || self.chars[j] == '_' || self.chars[j] == '.')
+                while j < self.chars.len()
+                    && (self.chars[j].is_alphanumeric() || self.chars[j] == '_' || self.chars[j] == '.')
                 {
                     j += 1;
                 }
@@ -292,7 +296,13 @@ impl Parser<'_> {
             return Ok(Response::Cbind(a, b));
         }
         if matches!(self.peek(), Some((Tok::LParen, _))) {
-            return Err(self.err(n.pos, format!("'{}(...)' is not supported on the left of '~' (use cbind(successes, failures) or a column)", n.name)));
+            return Err(self.err(
+                n.pos,
+                format!(
+                    "'{}(...)' is not supported on the left of '~' (use cbind(successes, failures) or a column)",
+                    n.name
+                ),
+            ));
         }
         Ok(Response::Column(n))
     }
@@ -308,7 +318,10 @@ impl Parser<'_> {
                 match s.as_str() {
                     "1" => Ok(Item::One),
                     "0" => Ok(Item::Zero(p)),
-                    _ => Err(self.err(p, format!("unexpected number '{s}' (only 1 and 0 are allowed, for the intercept)"))),
+                    _ => Err(self.err(
+                        p,
+                        format!("unexpected number '{s}' (only 1 and 0 are allowed, for the intercept)"),
+                    )),
                 }
             }
             Tok::Dot => {
@@ -391,7 +404,10 @@ impl Formula {
                 Item::One => intercept = sign > 0,
                 Item::Zero(pos) => {
                     if sign < 0 {
-                        return Err(p.err(pos, "'- 0' is not meaningful; use '- 1' or '+ 0' to remove the intercept"));
+                        return Err(p.err(
+                            pos,
+                            "'- 0' is not meaningful; use '- 1' or '+ 0' to remove the intercept",
+                        ));
                     }
                     intercept = false
                 }
@@ -436,7 +452,13 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let f = Formula::parse("y ~ a + b + C(k) + sparse(tokens) + log(x) + log1p(x)").unwrap();
-        assert_eq!(f.response, Response::Column(Spanned { name: "y".into(), pos: 0 }));
+        assert_eq!(
+            f.response,
+            Response::Column(Spanned {
+                name: "y".into(),
+                pos: 0
+            })
+        );
         assert_eq!(names(&f), ["a", "b", "C(k)", "sparse(tokens)", "log(x)", "log1p(x)"]);
         assert!(f.intercept);
         let f = Formula::parse("cbind(s, f) ~ x - 1").unwrap();
@@ -458,7 +480,14 @@ mod tests {
             Error::Formula { pos, .. } => assert_eq!(pos, 8),
             _ => panic!("{e:?}"),
         }
-        for (text, pos) in [("y ~ a $ b", 6), ("y ~ foo(a)", 4), ("y a", 2), ("~ a", 0), ("y ~ log(a", 9), ("y ~ 2", 4)] {
+        for (text, pos) in [
+            ("y ~ a $ b", 6),
+            ("y ~ foo(a)", 4),
+            ("y a", 2),
+            ("~ a", 0),
+            ("y ~ log(a", 9),
+            ("y ~ 2", 4),
+        ] {
             match Formula::parse(text).unwrap_err() {
                 Error::Formula { pos: p, .. } => assert_eq!(p, pos, "{text}"),
                 e => panic!("{e:?}"),

@@ -9,6 +9,6 @@ pub mod spec;
 pub use encode::{BatchCounts, EncodedBatch, Encoder, LevelInterner};
 pub use formula::{Formula, Transform};
 pub use spec::{
-    classify, CatBlock, CategoricalTerm, ColumnKind, Design, DesignSpec, Filter, Layout, LevelKind, ModelInput, NaPolicy,
-    NumericTerm, SparseTerm,
+    classify, CatBlock, CategoricalTerm, ColumnKind, Design, DesignSpec, Filter, Layout, LevelKind, ModelInput,
+    NaPolicy, NumericTerm, SparseTerm,
 };

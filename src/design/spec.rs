@@ -60,9 +60,8 @@ pub enum ColumnKind {
 pub fn classify(dt: &DataType) -> Option<ColumnKind> {
     use DataType::*;
     match dt {
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32 | Float64 | Decimal128(..) => {
-            Some(ColumnKind::Numeric)
-        }
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32 | Float64
+        | Decimal128(..) => Some(ColumnKind::Numeric),
         Boolean => Some(ColumnKind::Boolean),
         Utf8 | LargeUtf8 | Utf8View => Some(ColumnKind::String),
         Dictionary(_, v) => match v.as_ref() {
@@ -180,7 +179,12 @@ impl DesignSpec {
         };
         let kind_of = |s: &Spanned| -> Result<Option<ColumnKind>> { Ok(classify(lookup(s)?.data_type())) };
         let wrong_type = |col: &str, role: &str, dt: &DataType| {
-            Error::data(file, col, None, format!("has type {dt}, which cannot be used as {role}"))
+            Error::data(
+                file,
+                col,
+                None,
+                format!("has type {dt}, which cannot be used as {role}"),
+            )
         };
         let need_numeric = |s: &Spanned, role: &str| -> Result<()> {
             let f = lookup(s)?;
@@ -196,7 +200,13 @@ impl DesignSpec {
                 let f = lookup(s)?;
                 match classify(f.data_type()) {
                     Some(ColumnKind::Numeric | ColumnKind::Boolean) => {}
-                    _ => return Err(wrong_type(&s.name, "a response (needs a numeric or boolean column)", f.data_type())),
+                    _ => {
+                        return Err(wrong_type(
+                            &s.name,
+                            "a response (needs a numeric or boolean column)",
+                            f.data_type(),
+                        ))
+                    }
                 }
                 (s.name.clone(), None)
             }
@@ -221,8 +231,13 @@ impl DesignSpec {
             na: model.na,
         };
         if let Some(w) = &model.weights {
-            let s = Spanned { name: w.clone(), pos: 0 };
-            let f = schema.field_with_name(w).map_err(|_| Error::Usage(format!("--weights: {}", unknown_column_msg(w, &names))))?;
+            let s = Spanned {
+                name: w.clone(),
+                pos: 0,
+            };
+            let f = schema
+                .field_with_name(w)
+                .map_err(|_| Error::Usage(format!("--weights: {}", unknown_column_msg(w, &names))))?;
             if classify(f.data_type()) != Some(ColumnKind::Numeric) {
                 return Err(wrong_type(&s.name, "prior weights", f.data_type()));
             }
@@ -230,7 +245,10 @@ impl DesignSpec {
         }
         for (col, val) in &model.filters {
             if schema.field_with_name(col).is_err() {
-                return Err(Error::Usage(format!("--filter {col}={val}: {}", unknown_column_msg(col, &names))));
+                return Err(Error::Usage(format!(
+                    "--filter {col}={val}: {}",
+                    unknown_column_msg(col, &names)
+                )));
             }
             match spec.filters.iter_mut().find(|f| &f.column == col) {
                 Some(f) => f.values.push(val.clone()),
@@ -266,7 +284,10 @@ impl DesignSpec {
                         file,
                         &s.name,
                         None,
-                        format!("has type {}, which fulcrum cannot use as a model term{hint}", f.data_type()),
+                        format!(
+                            "has type {}, which fulcrum cannot use as a model term{hint}",
+                            f.data_type()
+                        ),
                     ));
                 }
             }
@@ -283,7 +304,9 @@ impl DesignSpec {
                 Term::Categorical(s) => {
                     let f = lookup(s)?;
                     let kind = match f.data_type() {
-                        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => LevelKind::Float,
+                        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
+                            LevelKind::Float
+                        }
                         dt => match classify(dt) {
                             Some(ColumnKind::Numeric) => LevelKind::Integer,
                             Some(ColumnKind::Boolean) => LevelKind::Boolean,
@@ -404,10 +427,18 @@ fn declared_width(schema: &Schema, field: &Field) -> Option<u64> {
     }
     let sm = schema.metadata();
     let name = field.name();
-    if let Some(v) = sm.get(&format!("{name}_dim")).or_else(|| sm.get(&format!("{name}.p"))).and_then(parse) {
+    if let Some(v) = sm
+        .get(&format!("{name}_dim"))
+        .or_else(|| sm.get(&format!("{name}.p")))
+        .and_then(parse)
+    {
         return Some(v);
     }
-    let n_sparse = schema.fields().iter().filter(|f| classify(f.data_type()) == Some(ColumnKind::Sparse)).count();
+    let n_sparse = schema
+        .fields()
+        .iter()
+        .filter(|f| classify(f.data_type()) == Some(ColumnKind::Sparse))
+        .count();
     if n_sparse == 1 {
         return sm.get("p").or_else(|| sm.get("p_hash")).and_then(parse);
     }

@@ -102,7 +102,9 @@ pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
     }
     for (k, blk) in layout.cats.iter().enumerate() {
         // β of each level (0 for the dropped reference), looked up per row.
-        let lv: Vec<f64> = (0..blk.n_levels).map(|c| blk.column(c).map_or(0.0, |j| beta[j])).collect();
+        let lv: Vec<f64> = (0..blk.n_levels)
+            .map(|c| blk.column(c).map_or(0.0, |j| beta[j]))
+            .collect();
         for (o, &c) in out.iter_mut().zip(v.cat_col(k)) {
             *o += lv[c as usize];
         }
@@ -192,7 +194,14 @@ pub struct SandwichScratch {
 /// `acc += (Xᵀ W X)[S, S]`, lower triangle only, for the subset `s` of size m; `acc` is m×m
 /// column-major (`acc[j*m + i]`, i ≥ j). Dense×dense (with the intercept) is a GEMM; cat×cat,
 /// cat×dense and sparse×any are accumulated per row from the rows' few nonzeros.
-pub fn sandwich(v: &ChunkView, layout: &Layout, w: &[f64], s: &ColumnSubset, acc: &mut [f64], scratch: &mut SandwichScratch) {
+pub fn sandwich(
+    v: &ChunkView,
+    layout: &Layout,
+    w: &[f64],
+    s: &ColumnSubset,
+    acc: &mut [f64],
+    scratch: &mut SandwichScratch,
+) {
     let m = s.len();
     let n = v.n;
     debug_assert_eq!(acc.len(), m * m);
@@ -235,13 +244,16 @@ pub fn sandwich(v: &ChunkView, layout: &Layout, w: &[f64], s: &ColumnSubset, acc
     let cat_cols: Vec<Vec<Option<usize>>> = layout
         .cats
         .iter()
-        .map(|blk| (0..blk.n_levels).map(|c| blk.column(c).and_then(|j| s.local(j))).collect())
+        .map(|blk| {
+            (0..blk.n_levels)
+                .map(|c| blk.column(c).and_then(|j| s.local(j)))
+                .collect()
+        })
         .collect();
     let has_sparse = !v.indptr.is_empty();
     if cat_cols.iter().all(|c| c.iter().all(|x| x.is_none())) && !has_sparse {
         return;
     }
-    let d0 = layout.dense_offset();
     let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
     for i in 0..n {
         let wi = w[i];
@@ -289,7 +301,6 @@ pub fn sandwich(v: &ChunkView, layout: &Layout, w: &[f64], s: &ColumnSubset, acc
             acc[sa * m + sa] += wx * xa;
         }
     }
-    let _ = d0;
 }
 
 /// Copy the lower triangle of the m×m column-major `acc` onto its upper triangle.
@@ -310,7 +321,11 @@ pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: 
     let cat_cols: Vec<Vec<Option<usize>>> = layout
         .cats
         .iter()
-        .map(|blk| (0..blk.n_levels).map(|c| blk.column(c).and_then(|j| s.local(j))).collect())
+        .map(|blk| {
+            (0..blk.n_levels)
+                .map(|c| blk.column(c).and_then(|j| s.local(j)))
+                .collect()
+        })
         .collect();
     let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
     let mut e: Vec<(usize, f64)> = Vec::with_capacity(dl.len() + cat_cols.len() + 64);

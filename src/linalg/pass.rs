@@ -65,7 +65,12 @@ impl Gram {
 
 /// `Xᵀ(w ∘ u)` over the whole cache; `u_of(view, buf)` fills `buf` (length view.n) with u
 /// for that chunk, `weighted` multiplies by the chunk's prior weights.
-pub fn xt_v_pass(cache: &ChunkCache, layout: &Layout, weighted: bool, u_of: impl Fn(&ChunkView, &mut [f64]) + Sync) -> Vec<f64> {
+pub fn xt_v_pass(
+    cache: &ChunkCache,
+    layout: &Layout,
+    weighted: bool,
+    u_of: impl Fn(&ChunkView, &mut [f64]) + Sync,
+) -> Vec<f64> {
     let p = layout.p;
     cache
         .par_fold(
@@ -84,7 +89,12 @@ pub fn xt_v_pass(cache: &ChunkCache, layout: &Layout, weighted: bool, u_of: impl
 
 /// Map every chunk through `f(view, η)` where η = Xβ (+ offset) for that chunk; results in
 /// chunk order.
-pub fn x_beta_pass<T: Send>(cache: &ChunkCache, layout: &Layout, beta: &[f64], f: impl Fn(&ChunkView, &[f64]) -> T + Sync) -> Vec<T> {
+pub fn x_beta_pass<T: Send>(
+    cache: &ChunkCache,
+    layout: &Layout,
+    beta: &[f64],
+    f: impl Fn(&ChunkView, &[f64]) -> T + Sync,
+) -> Vec<T> {
     cache.par_map(|_, v| {
         let mut eta = vec![0.0; v.n];
         x_beta(&v, layout, beta, &mut eta);

@@ -16,6 +16,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+thread_local! {
+    static IN_DECODER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside the third-party Parquet decoder. A panic there means the
+/// file is corrupt in a way the decoder does not check; [`guard_decoder`] turns it into an
+/// error, and a panic hook can use this to stay silent about it.
+pub fn in_decoder() -> bool {
+    IN_DECODER.with(|d| d.get())
+}
+
+/// Run `f` (a call into the Parquet decoder) and convert a panic inside it into `Err(())`.
+fn guard_decoder<T>(f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+    IN_DECODER.with(|d| d.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_DECODER.with(|d| d.set(false));
+    r.map_err(|_| ())
+}
+
 /// Identity of one input file as it was when read: detects a stale cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileFingerprint {
@@ -118,10 +137,10 @@ fn dictionary_hint(schema: &Schema) -> Schema {
         .fields()
         .iter()
         .map(|f| match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 => f
-                .as_ref()
-                .clone()
-                .with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()))),
+            DataType::Utf8 | DataType::LargeUtf8 => f.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(f.data_type().clone()),
+            )),
             _ => f.as_ref().clone(),
         })
         .collect();
@@ -152,14 +171,17 @@ fn footer_fingerprint(path: &Path) -> Result<FileFingerprint> {
     f.seek(SeekFrom::End(-8)).map_err(|e| Error::io(path, e))?;
     f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
     if &tail[4..] != b"PAR1" {
-        return Err(bad("not a Parquet file (no PAR1 magic at the end; truncated or another format)"));
+        return Err(bad(
+            "not a Parquet file (no PAR1 magic at the end; truncated or another format)",
+        ));
     }
     let flen = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
     if flen + 12 > size {
         return Err(bad("truncated Parquet file: footer length exceeds the file size"));
     }
     let mut footer = vec![0u8; flen as usize];
-    f.seek(SeekFrom::End(-8 - flen as i64)).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::End(-8 - flen as i64))
+        .map_err(|e| Error::io(path, e))?;
     f.read_exact(&mut footer).map_err(|e| Error::io(path, e))?;
     let mtime_ns = md
         .modified()
@@ -184,16 +206,22 @@ impl InputSet {
         for path in paths {
             let fingerprint = footer_fingerprint(path)?;
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| Error::File {
-                path: path.clone(),
-                msg: format!("cannot read Parquet metadata: {e}"),
-            })?;
-            let hint = Arc::new(dictionary_hint(plain.schema()));
-            let meta = ArrowReaderMetadata::try_new(plain.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
+            let plain = guard_decoder(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+                .map_err(|_| Error::File {
+                    path: path.clone(),
+                    msg: "corrupt Parquet metadata (the decoder failed on it)".into(),
+                })?
                 .map_err(|e| Error::File {
                     path: path.clone(),
-                    msg: format!("cannot map the Parquet schema to Arrow: {e}"),
+                    msg: format!("cannot read Parquet metadata: {e}"),
                 })?;
+            let hint = Arc::new(dictionary_hint(plain.schema()));
+            let meta =
+                ArrowReaderMetadata::try_new(plain.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
+                    .map_err(|e| Error::File {
+                        path: path.clone(),
+                        msg: format!("cannot map the Parquet schema to Arrow: {e}"),
+                    })?;
             if let Some(s0) = &schema {
                 check_same_schema(&files[0], s0, path, meta.schema())?;
             } else {
@@ -262,21 +290,26 @@ impl InputSet {
             })
             .collect::<Result<_>>()?;
         let mask = ProjectionMask::roots(input.meta.parquet_schema(), idx);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
-            .with_row_groups(vec![task.row_group])
-            .with_projection(mask)
-            .with_batch_size(batch_rows.max(1))
-            .build()
-            .map_err(|e| Error::File {
-                path: path.clone(),
-                msg: format!("row group {}: {e}", task.row_group),
-            })?;
+        let corrupt = |r0: u64, e: String| Error::File {
+            path: path.clone(),
+            msg: format!("corrupt data in row group {} (rows from {r0}): {e}", task.row_group),
+        };
+        let mut reader = guard_decoder(|| {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
+                .with_row_groups(vec![task.row_group])
+                .with_projection(mask)
+                .with_batch_size(batch_rows.max(1))
+                .build()
+        })
+        .map_err(|_| corrupt(task.file_row0, "the decoder failed on it".into()))?
+        .map_err(|e| corrupt(task.file_row0, e.to_string()))?;
         let mut r0 = task.file_row0;
-        for batch in reader {
-            let batch = batch.map_err(|e| Error::File {
-                path: path.clone(),
-                msg: format!("corrupt data in row group {} (rows from {r0}): {e}", task.row_group),
-            })?;
+        loop {
+            let batch = match guard_decoder(|| reader.next()) {
+                Err(()) => return Err(corrupt(r0, "the decoder failed on it".into())),
+                Ok(None) => break,
+                Ok(Some(b)) => b.map_err(|e| corrupt(r0, e.to_string()))?,
+            };
             let n = batch.num_rows() as u64;
             f(batch, r0)?;
             r0 += n;

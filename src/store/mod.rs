@@ -197,7 +197,10 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
     let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap_or([0; 8]));
     if u32_at(8) != FORMAT_VERSION {
-        return Err(format!("chunk format version {} (expected {FORMAT_VERSION})", u32_at(8)));
+        return Err(format!(
+            "chunk format version {} (expected {FORMAT_VERSION})",
+            u32_at(8)
+        ));
     }
     let flags = u32_at(12);
     let h = Header {
@@ -212,7 +215,11 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         return Err("implausible header".into());
     }
     if h.offsets().end != bytes.len() {
-        return Err(format!("size {} does not match its header ({} expected)", bytes.len(), h.offsets().end));
+        return Err(format!(
+            "size {} does not match its header ({} expected)",
+            bytes.len(),
+            h.offsets().end
+        ));
     }
     Ok(h)
 }
@@ -299,7 +306,10 @@ impl ChunkCache {
         let text = fs::read_to_string(&mpath).map_err(|e| inv(format!("manifest unreadable: {e}")))?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| inv(format!("manifest is damaged: {e}")))?;
         if manifest.format_version != FORMAT_VERSION {
-            return Err(inv(format!("cache format {} (this fulcrum writes {FORMAT_VERSION})", manifest.format_version)));
+            return Err(inv(format!(
+                "cache format {} (this fulcrum writes {FORMAT_VERSION})",
+                manifest.format_version
+            )));
         }
         if manifest.spec_hash != spec_hash {
             return Err(inv("the model spec changed".into()));
@@ -309,7 +319,10 @@ impl ChunkCache {
         }
         for (a, b) in manifest.inputs.iter().zip(inputs) {
             if a != b {
-                return Err(inv(format!("input {} changed since the cache was built", b.path.display())));
+                return Err(inv(format!(
+                    "input {} changed since the cache was built",
+                    b.path.display()
+                )));
             }
         }
         let chunks: Vec<std::result::Result<MappedChunk, String>> = manifest
@@ -332,7 +345,10 @@ impl ChunkCache {
                 Ok(MappedChunk { map, header, offsets })
             })
             .collect();
-        let chunks = chunks.into_iter().collect::<std::result::Result<Vec<_>, _>>().map_err(inv)?;
+        let chunks = chunks
+            .into_iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(inv)?;
         Ok(ChunkCache {
             dir: dir.to_path_buf(),
             manifest,
@@ -401,7 +417,10 @@ impl ChunkCache {
 
     /// Map every chunk to a value, in parallel, returning the values in chunk order.
     pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
-        (0..self.chunks.len()).into_par_iter().map(|i| f(i, self.view(i))).collect()
+        (0..self.chunks.len())
+            .into_par_iter()
+            .map(|i| f(i, self.view(i)))
+            .collect()
     }
 }
 
@@ -424,7 +443,10 @@ impl CacheBuilder {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let name = target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = parent.join(format!(".{name}.tmp-{}-{nonce}", std::process::id()));
         fs::create_dir(&tmp).map_err(|e| Error::Cache {
             path: tmp.clone(),
@@ -465,10 +487,17 @@ impl CacheBuilder {
             .par_iter()
             .map(|e| {
                 let p = tmp.join(&e.file);
-                let f = fs::OpenOptions::new().read(true).write(true).open(&p).map_err(|er| Error::io(&p, er))?;
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&p)
+                    .map_err(|er| Error::io(&p, er))?;
                 // SAFETY: the file is private to this builder's temporary directory.
                 let mut map = unsafe { MmapMut::map_mut(&f) }.map_err(|er| Error::io(&p, er))?;
-                let h = parse_header(&map).map_err(|m| Error::Cache { path: p.clone(), msg: m })?;
+                let h = parse_header(&map).map_err(|m| Error::Cache {
+                    path: p.clone(),
+                    msg: m,
+                })?;
                 let o = h.offsets();
                 if h.n_cat > 0 && !cat_remap.is_empty() {
                     let codes: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.cat..o.cat + 4 * h.n * h.n_cat]);

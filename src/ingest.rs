@@ -162,6 +162,13 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     })
 }
 
+fn design_filters(spec: &DesignSpec) -> Vec<String> {
+    spec.filters
+        .iter()
+        .flat_map(|f| f.values.iter().map(move |v| format!("--filter {}={v}", f.column)))
+        .collect()
+}
+
 /// Decode every row group in parallel, encode, write chunks, then finalize levels and publish.
 fn build(
     set: &InputSet,
@@ -217,9 +224,17 @@ fn build(
     }
     let (counts, max_idx) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
     if counts.n_obs == 0 {
+        let filters: Vec<String> = design_filters(&spec);
         return Err(Error::Input(format!(
-            "no rows left to model: {} rows read, {} removed by --filter, {} dropped for missing values",
-            counts.n_rows_read, counts.n_filtered_out, counts.n_dropped
+            "no rows left to model: {} rows read, {} removed by --filter{}, {} dropped for missing values",
+            counts.n_rows_read,
+            counts.n_filtered_out,
+            if filters.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", filters.join(" "))
+            },
+            counts.n_dropped
         )));
     }
     let mut levels = Vec::new();

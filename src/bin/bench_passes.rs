@@ -38,9 +38,15 @@ fn parse_args() -> Result<Args, String> {
             "--formula" | "-f" => a.formula = val("--formula")?,
             "--cache-dir" => a.cache_dir = Some(val("--cache-dir")?.into()),
             "--reps" => a.reps = val("--reps")?.parse().map_err(|e| format!("--reps: {e}"))?,
-            "--subset-cols" => a.subset_cols = val("--subset-cols")?.parse().map_err(|e| format!("--subset-cols: {e}"))?,
+            "--subset-cols" => {
+                a.subset_cols = val("--subset-cols")?
+                    .parse()
+                    .map_err(|e| format!("--subset-cols: {e}"))?
+            }
             "-h" | "--help" => {
-                return Err("usage: bench_passes --formula F --cache-dir DIR [--reps N] [--subset-cols M] INPUT...".into())
+                return Err(
+                    "usage: bench_passes --formula F --cache-dir DIR [--reps N] [--subset-cols M] INPUT...".into(),
+                )
             }
             _ if s.starts_with('-') => return Err(format!("unknown flag {s}")),
             _ => a.inputs.push(s),
@@ -110,7 +116,9 @@ fn main() {
     // X·β with a deterministic non-zero β over every column; each chunk reduces η to a sum
     // so the pass measures the kernel, not the allocation of an n-vector of results.
     let beta: Vec<f64> = (0..p).map(|j| 0.01 * ((j as f64) * 0.7).sin()).collect();
-    let (xb_best, xb_all, sums) = time_it(args.reps, || x_beta_pass(cache, &layout, &beta, |_, eta| eta.iter().sum::<f64>()));
+    let (xb_best, xb_all, sums) = time_it(args.reps, || {
+        x_beta_pass(cache, &layout, &beta, |_, eta| eta.iter().sum::<f64>())
+    });
     let eta_sum: f64 = sums.iter().sum();
 
     // Sandwich (XᵀWX)[S,S] with S = the first `subset_cols` columns of the layout.
@@ -130,15 +138,24 @@ fn main() {
     let mut cover = serde_json::Map::new();
     let d0 = layout.dense_offset();
     cover.insert("intercept".into(), serde_json::json!(layout.intercept && m > 0));
-    cover.insert("dense".into(), serde_json::json!(layout.n_dense.min(m.saturating_sub(d0))));
+    cover.insert(
+        "dense".into(),
+        serde_json::json!(layout.n_dense.min(m.saturating_sub(d0))),
+    );
     let names = &ds.design().spec.categorical;
     for (k, blk) in layout.cats.iter().enumerate() {
         let w = blk.width();
         let inside = m.saturating_sub(blk.offset).min(w);
         let name = names.get(k).map_or(format!("cat{k}"), |t| t.column.clone());
-        cover.insert(name, serde_json::json!({ "columns_in_subset": inside, "block_width": w }));
+        cover.insert(
+            name,
+            serde_json::json!({ "columns_in_subset": inside, "block_width": w }),
+        );
     }
-    cover.insert("sparse".into(), serde_json::json!(m.saturating_sub(layout.sparse_offset).min(layout.sparse_width)));
+    cover.insert(
+        "sparse".into(),
+        serde_json::json!(m.saturating_sub(layout.sparse_offset).min(layout.sparse_width)),
+    );
 
     let out = serde_json::json!({
         "n_obs": n_obs,

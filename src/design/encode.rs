@@ -377,7 +377,7 @@ impl<'a> Encoder<'a> {
                     file,
                     name,
                     None,
-                    format!("has type {}, expected a number", a.data_type()),
+                    format!("has type {}, expected a number", super::spec::type_name(a.data_type())),
                 )
             })?;
             Ok(NumCol {

@@ -88,6 +88,16 @@ fn sparse_struct_ok(f: &Field) -> bool {
     )
 }
 
+/// A type as a user of the file would name it: string columns (which fulcrum reads as
+/// dictionaries) are "string", everything else as Arrow prints it.
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Dictionary(_, v) => type_name(v),
+        other => other.to_string(),
+    }
+}
+
 /// Order in which categorical levels are sorted: bytes for strings, numerically otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LevelKind {
@@ -183,7 +193,7 @@ impl DesignSpec {
                 file,
                 col,
                 None,
-                format!("has type {dt}, which cannot be used as {role}"),
+                format!("has type {}, which cannot be used as {role}", type_name(dt)),
             )
         };
         let need_numeric = |s: &Spanned, role: &str| -> Result<()> {
@@ -286,7 +296,7 @@ impl DesignSpec {
                         None,
                         format!(
                             "has type {}, which fulcrum cannot use as a model term{hint}",
-                            f.data_type()
+                            type_name(f.data_type())
                         ),
                     ));
                 }

@@ -341,8 +341,8 @@ fn check_same_schema(first: &InputFile, s0: &Schema, path: &Path, s: &Schema) ->
                 return Err(mismatch(format!(
                     "column '{}' has type {} here but {} there",
                     f0.name(),
-                    f.data_type(),
-                    f0.data_type()
+                    crate::design::spec::type_name(f.data_type()),
+                    crate::design::spec::type_name(f0.data_type())
                 )))
             }
             Ok(_) => {}

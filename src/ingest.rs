@@ -14,7 +14,7 @@ use crate::design::{Design, DesignSpec, Encoder, ModelInput};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::source::{resolve_paths, InputSet};
-use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, FORMAT_VERSION};
+use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, Verify, FORMAT_VERSION};
 
 /// Rows per chunk (and per decoded Arrow batch).
 pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
@@ -121,7 +121,7 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     let open_s = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
-    let status = match ChunkCache::open(&dir, &fps, &shash) {
+    let status = match ChunkCache::open(&dir, &fps, &shash, Verify::Checksums) {
         Ok(cache) => {
             return Ok(Dataset {
                 cache,
@@ -146,7 +146,7 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     build(&set, spec, &shash, &dir, opts, progress)?;
     let build_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let cache = ChunkCache::open(&dir, &fps, &shash).map_err(|s| Error::Cache {
+    let cache = ChunkCache::open(&dir, &fps, &shash, Verify::SizesOnly).map_err(|s| Error::Cache {
         path: dir.clone(),
         msg: format!("freshly built cache failed validation: {s:?}"),
     })?;

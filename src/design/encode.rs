@@ -11,6 +11,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
+use super::formula::Transform;
 use super::spec::{DesignSpec, LevelKind, NaPolicy};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
@@ -339,6 +340,98 @@ fn sparse_col<'b>(arr: &ArrayRef, name: &'b str, declared: Option<u64>, file: &P
     })
 }
 
+/// `c` at `rows`, transformed, appended to `out`; every value must be finite. The fast path
+/// checks the whole batch at once; only on failure is the first bad row looked up.
+fn gather_checked(
+    c: &NumCol,
+    t: Transform,
+    rows: &[usize],
+    out: &mut Vec<f64>,
+    file: &Path,
+    file_row0: u64,
+) -> Result<()> {
+    let start = out.len();
+    let v = &c.values;
+    match t {
+        Transform::Identity => out.extend(rows.iter().map(|&i| v[i])),
+        Transform::Log => out.extend(rows.iter().map(|&i| v[i].ln())),
+        Transform::Log1p => out.extend(rows.iter().map(|&i| v[i].ln_1p())),
+    }
+    if out[start..].iter().fold(true, |ok, x| ok & x.is_finite()) {
+        return Ok(());
+    }
+    for &i in rows {
+        let (raw, x) = (v[i], t.apply(v[i]));
+        let row = Some(file_row0 + i as u64);
+        if !raw.is_finite() {
+            return Err(Error::data(file, &c.name, row, format!("value {raw} is not finite")));
+        }
+        if !x.is_finite() {
+            return Err(Error::data(
+                file,
+                &c.name,
+                row,
+                format!("{} is {x} for the value {raw}", t.name(&c.name)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl SparseCol<'_> {
+    /// The largest index allowed: the declared width, and the encoding's limit.
+    fn limit(&self, multi: bool) -> i64 {
+        let enc: i64 = if multi { 1 << SPARSE_TERM_SHIFT } else { u32::MAX as i64 };
+        self.declared.map_or(enc, |w| (w.min(i64::MAX as u64) as i64).min(enc))
+    }
+
+    /// Whether entries `a..b` (one row) are valid: no nulls, indices in range and strictly
+    /// increasing, values finite.
+    #[inline]
+    fn row_ok(&self, a: usize, b: usize, multi: bool) -> bool {
+        let (idx, val) = (&self.idx[a..b], &self.val[a..b]);
+        let no_nulls = |nb: &Option<NullBuffer>| nb.as_ref().is_none_or(|nb| (a..b).all(|e| nb.is_valid(e)));
+        no_nulls(&self.idx_nulls)
+            && no_nulls(&self.val_nulls)
+            && idx.first().is_none_or(|&f| f >= 0)
+            && idx.last().is_none_or(|&l| l < self.limit(multi))
+            && idx.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
+            && val.iter().fold(true, |ok, x| ok & x.is_finite())
+    }
+
+    /// What is wrong with entries `a..b` (called only when [`SparseCol::row_ok`] is false).
+    fn explain_row(&self, a: usize, b: usize, multi: bool) -> String {
+        let mut prev: i64 = -1;
+        for e in a..b {
+            if self.idx_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
+                || self.val_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
+            {
+                return format!("entry {} has a null idx or val", e - a);
+            }
+            let (j, v) = (self.idx[e], self.val[e]);
+            if j < 0 {
+                return format!("sparse index {j} is negative");
+            }
+            if let Some(w) = self.declared {
+                if j as u64 >= w {
+                    return format!("sparse index {j} is not below the declared width {w}");
+                }
+            }
+            if j >= self.limit(multi) {
+                return format!("sparse index {j} is too large (limit {})", self.limit(multi));
+            }
+            if j <= prev {
+                return format!("sparse indices must be strictly increasing within a row (found {j} after {prev})");
+            }
+            if !v.is_finite() {
+                return format!("sparse value {v} at index {j} is not finite");
+            }
+            prev = j;
+        }
+        "invalid sparse entries".into()
+    }
+}
+
 impl<'a> Encoder<'a> {
     /// An encoder for `spec`, with empty level interners.
     pub fn new(spec: &'a DesignSpec) -> Self {
@@ -452,55 +545,36 @@ impl<'a> Encoder<'a> {
         let rows: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
         let m = rows.len();
 
-        // 4. Values of kept rows, with range checks.
-        let finite = |c: &NumCol, i: usize| -> Result<f64> {
-            let v = c.values[i];
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(Error::data(
-                    file,
-                    &c.name,
-                    row_of(i),
-                    format!("value {v} is not finite"),
-                ))
-            }
-        };
+        // 4. Values of kept rows, checked in bulk (the exact row is looked up only on failure).
+        let gather = |c: &NumCol, t: Transform, out: &mut Vec<f64>| gather_checked(c, t, &rows, out, file, file_row0);
         let mut chunk = Chunk {
             row_id: rows.iter().map(|&i| first_row_id + i as u64).collect(),
             n_dense: dense.len(),
             n_cat: cats.len(),
             ..Default::default()
         };
-        chunk.y = rows.iter().map(|&i| finite(&y, i)).collect::<Result<_>>()?;
+        gather(&y, Transform::Identity, &mut chunk.y)?;
         if let Some(f) = &failures {
-            chunk.failures = Some(rows.iter().map(|&i| finite(f, i)).collect::<Result<_>>()?);
+            let mut v = Vec::with_capacity(m);
+            gather(f, Transform::Identity, &mut v)?;
+            chunk.failures = Some(v);
         }
-        chunk.weight = match &weights {
-            Some(w) => rows.iter().map(|&i| finite(w, i)).collect::<Result<_>>()?,
-            None => vec![1.0; m],
-        };
+        match &weights {
+            Some(w) => gather(w, Transform::Identity, &mut chunk.weight)?,
+            None => chunk.weight = vec![1.0; m],
+        }
         chunk.offset = vec![0.0; m];
+        let mut tmp = Vec::with_capacity(m);
         for o in &offsets {
-            for (dst, &i) in chunk.offset.iter_mut().zip(&rows) {
-                *dst += finite(o, i)?;
+            tmp.clear();
+            gather(o, Transform::Identity, &mut tmp)?;
+            for (dst, v) in chunk.offset.iter_mut().zip(&tmp) {
+                *dst += v;
             }
         }
         chunk.dense.reserve(m * dense.len());
         for (c, t) in dense.iter().zip(&spec.numeric) {
-            for &i in &rows {
-                let raw = finite(c, i)?;
-                let v = t.transform.apply(raw);
-                if !v.is_finite() {
-                    return Err(Error::data(
-                        file,
-                        &c.name,
-                        row_of(i),
-                        format!("{} is {v} for the value {raw}", t.name()),
-                    ));
-                }
-                chunk.dense.push(v);
-            }
+            gather(c, t.transform, &mut chunk.dense)?;
         }
 
         // 5. Categorical codes.
@@ -518,56 +592,31 @@ impl<'a> Encoder<'a> {
             )?;
         }
 
-        // 6. Sparse block.
+        // 6. Sparse block: each row's slice is validated in bulk and copied in one go.
         let mut max_idx: Vec<Option<u64>> = vec![None; sparse.len()];
         let multi = sparse.len() > 1;
         if !sparse.is_empty() {
+            let total: usize = sparse.iter().map(|s| s.offsets[n] - s.offsets[0]).sum();
             chunk.indptr.reserve(m + 1);
+            chunk.indices.reserve(total);
+            chunk.values.reserve(total);
             chunk.indptr.push(0);
             for &i in &rows {
                 for (t, s) in sparse.iter().enumerate() {
                     let (a, b) = (s.offsets[i], s.offsets[i + 1]);
-                    let mut prev: i64 = -1;
-                    for e in a..b {
-                        let bad = |msg: String| Error::data(file, s.name, row_of(i), msg);
-                        if s.idx_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
-                            || s.val_nulls.as_ref().is_some_and(|nb| nb.is_null(e))
-                        {
-                            return Err(bad(format!("entry {} has a null idx or val", e - a)));
-                        }
-                        let j = s.idx[e];
-                        let v = s.val[e];
-                        if j < 0 {
-                            return Err(bad(format!("sparse index {j} is negative")));
-                        }
-                        if let Some(w) = s.declared {
-                            if j as u64 >= w {
-                                return Err(bad(format!("sparse index {j} is not below the declared width {w}")));
-                            }
-                        }
-                        if j <= prev {
-                            return Err(bad(format!(
-                                "sparse indices must be strictly increasing within a row (found {j} after {prev})"
-                            )));
-                        }
-                        if !v.is_finite() {
-                            return Err(bad(format!("sparse value {v} at index {j} is not finite")));
-                        }
-                        let limit: i64 = if multi { 1 << SPARSE_TERM_SHIFT } else { u32::MAX as i64 };
-                        if j >= limit {
-                            return Err(bad(format!("sparse index {j} is too large (limit {limit})")));
-                        }
-                        prev = j;
-                        let code = if multi {
-                            ((t as u32) << SPARSE_TERM_SHIFT) | j as u32
-                        } else {
-                            j as u32
-                        };
-                        chunk.indices.push(code);
-                        chunk.values.push(v);
+                    let (idx, val) = (&s.idx[a..b], &s.val[a..b]);
+                    if !s.row_ok(a, b, multi) {
+                        return Err(Error::data(file, s.name, row_of(i), s.explain_row(a, b, multi)));
                     }
-                    if prev >= 0 {
-                        max_idx[t] = Some(max_idx[t].map_or(prev as u64, |x| x.max(prev as u64)));
+                    if multi {
+                        let tag = (t as u32) << SPARSE_TERM_SHIFT;
+                        chunk.indices.extend(idx.iter().map(|&j| tag | j as u32));
+                    } else {
+                        chunk.indices.extend(idx.iter().map(|&j| j as u32));
+                    }
+                    chunk.values.extend_from_slice(val);
+                    if let Some(&last) = idx.last() {
+                        max_idx[t] = Some(max_idx[t].map_or(last as u64, |x| x.max(last as u64)));
                     }
                 }
                 let nnz = u32::try_from(chunk.indices.len()).map_err(|_| {

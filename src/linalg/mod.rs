@@ -250,7 +250,7 @@ pub fn sandwich(
                 .collect()
         })
         .collect();
-    let has_sparse = !v.indptr.is_empty();
+    let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
     if cat_cols.iter().all(|c| c.iter().all(|x| x.is_none())) && !has_sparse {
         return;
     }

@@ -290,14 +290,45 @@ pub enum Staleness {
     Invalid(String),
 }
 
+/// How much of a cache [`ChunkCache::open`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Sizes, headers and every chunk's xxh3 (any cache found on disk).
+    Checksums,
+    /// Sizes and headers only (a cache this process has just built and checksummed).
+    SizesOnly,
+}
+
+/// xxh3-64 of a file, streamed through a buffer.
+fn file_xxh3(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+    }
+    Ok(h.digest())
+}
+
 /// Deterministic number of groups a fold is split into (independent of the thread count, so
 /// floating-point results are identical with 1 or N threads).
 pub const FOLD_GROUPS: usize = 8;
 
 impl ChunkCache {
     /// Open the cache at `dir` if it is complete and matches `inputs` and `spec_hash`.
-    /// Every chunk's size, header and checksum are verified (in parallel).
-    pub fn open(dir: &Path, inputs: &[FileFingerprint], spec_hash: &str) -> std::result::Result<ChunkCache, Staleness> {
+    /// Every chunk's size and header are checked; with [`Verify::Checksums`] its xxh3 too (read
+    /// through the file, in parallel, so verification does not leave the cache resident).
+    pub fn open(
+        dir: &Path,
+        inputs: &[FileFingerprint],
+        spec_hash: &str,
+        verify: Verify,
+    ) -> std::result::Result<ChunkCache, Staleness> {
         let mpath = dir.join(MANIFEST);
         if !mpath.exists() {
             return Err(Staleness::Missing);
@@ -338,7 +369,7 @@ impl ChunkCache {
                 if header.n as u64 != e.n_rows || header.nnz as u64 != e.nnz {
                     return Err(format!("{}: header disagrees with the manifest", e.file));
                 }
-                if xxhash_rust::xxh3::xxh3_64(&map) != e.xxh3 {
+                if verify == Verify::Checksums && file_xxh3(&p).map_err(|err| err.to_string())? != e.xxh3 {
                     return Err(format!("{}: checksum mismatch (file damaged or modified)", e.file));
                 }
                 let offsets = header.offsets();
@@ -514,7 +545,8 @@ impl CacheBuilder {
                         *j = remap(*j);
                     }
                 }
-                map.flush().map_err(|er| Error::io(&p, er))?;
+                // No msync here: the kernel writes the pages back; a cache cut short by a crash
+                // fails its checksums on the next open and is rebuilt.
                 Ok(xxhash_rust::xxh3::xxh3_64(&map))
             })
             .collect();
@@ -527,10 +559,6 @@ impl CacheBuilder {
             msg: e.to_string(),
         })?;
         fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))?;
-        // Make the data durable before the rename publishes it.
-        if let Ok(d) = File::open(&self.tmp) {
-            let _ = d.sync_all();
-        }
         match fs::rename(&self.tmp, &self.target) {
             Ok(()) => {
                 self.done = true;

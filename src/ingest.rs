@@ -81,6 +81,18 @@ impl Dataset {
     pub fn counts(&self) -> RowCounts {
         self.cache.manifest().counts
     }
+
+    /// The input file and 0-based row within it of a global row id (for messages).
+    pub fn locate(&self, row_id: u64) -> (PathBuf, u64) {
+        let mut first = 0u64;
+        for (f, path) in self.cache.manifest().inputs.iter().zip(&self.inputs) {
+            if row_id < first + f.n_rows {
+                return (path.clone(), row_id - first);
+            }
+            first += f.n_rows;
+        }
+        (self.inputs.last().cloned().unwrap_or_default(), row_id)
+    }
 }
 
 fn hex(x: u64) -> String {

@@ -4,6 +4,7 @@
 //! [`Layout`] order `[intercept][dense][categorical blocks][sparse]`. Passes over a whole
 //! cache (map per chunk, merge in order) are in [`pass`].
 
+pub mod chol;
 pub mod pass;
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
@@ -159,6 +160,37 @@ pub fn xt_v(v: &ChunkView, layout: &Layout, u: &[f64], w: Option<&[f64]>, out: &
                 os[j as usize] += a * x;
             }
         }
+    }
+}
+
+/// A compensated (Neumaier) sum: the error stays at about one rounding of the total whatever
+/// the number of terms, so sums over 10⁸ rows can be compared at 1e-15 relative.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sum {
+    sum: f64,
+    c: f64,
+}
+
+impl Sum {
+    /// Add one term.
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.c += (self.sum - t) + x;
+        } else {
+            self.c += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+    /// Add another partial sum.
+    pub fn merge(&mut self, o: Sum) {
+        self.add(o.sum);
+        self.c += o.c;
+    }
+    /// The total.
+    pub fn value(&self) -> f64 {
+        self.sum + self.c
     }
 }
 

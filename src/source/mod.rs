@@ -46,6 +46,8 @@ pub struct FileFingerprint {
     pub mtime_ns: u128,
     /// xxh3 of the Parquet footer (metadata) bytes.
     pub footer_xxh3: u64,
+    /// Rows in the file (row ids of the next file start after them).
+    pub n_rows: u64,
 }
 
 /// One opened input file.
@@ -193,6 +195,7 @@ fn footer_fingerprint(path: &Path) -> Result<FileFingerprint> {
         size,
         mtime_ns,
         footer_xxh3: xxhash_rust::xxh3::xxh3_64(&footer),
+        n_rows: 0,
     })
 }
 
@@ -204,7 +207,7 @@ impl InputSet {
         let mut schema: Option<SchemaRef> = None;
         let mut first_row_id = 0u64;
         for path in paths {
-            let fingerprint = footer_fingerprint(path)?;
+            let mut fingerprint = footer_fingerprint(path)?;
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let plain = guard_decoder(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
                 .map_err(|_| Error::File {
@@ -228,6 +231,7 @@ impl InputSet {
                 schema = Some(meta.schema().clone());
             }
             let n_rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+            fingerprint.n_rows = n_rows;
             files.push(InputFile {
                 path: path.clone(),
                 meta,

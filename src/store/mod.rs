@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::source::FileFingerprint;
 
 /// Bumped whenever the chunk file layout or manifest meaning changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"FULCHNK1";
 const HEADER: usize = 64;
 const ALIGN: usize = 64;

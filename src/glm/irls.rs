@@ -1,0 +1,668 @@
+//! IRLS for unpenalised and ridge GLMs, out of core: each iteration is one pass over the chunk
+//! cache that evaluates the deviance at the current β and, in the same pass, accumulates the
+//! Fisher information XᵀWX and XᵀWz for the next step; the p×p system is solved in RAM.
+//!
+//! Conventions follow R's `glm.fit`: starting values from `mustart`; convergence when both R's
+//! relative criterion |D − D_old|/(|D| + 0.1) < tol and statsmodels' absolute one
+//! |D − D_old| < tol hold (default tol 1e-8), so the fit is at least as converged as either
+//! tool's (the absolute bound is floored at the floating-point resolution of D, which is
+//! summed with compensation so the floor stays at ~1e-16·D for any n); step halving when the deviance is not finite
+//! or μ leaves the family's domain — and, unlike R, also when the deviance increases —
+//! aliased columns reported as `None` (R's `NA`), dispersion 1 for binomial/Poisson and
+//! Pearson χ²/(n − rank) otherwise. Standard errors use the Fisher information at the final β.
+
+use std::time::Instant;
+
+use faer::Mat;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::function::erf::erfc;
+
+use super::family::{valid_mu, AicSums, Family, Link};
+use crate::chunk::ChunkView;
+use crate::design::Layout;
+use crate::error::{Error, Result};
+use crate::ingest::Dataset;
+use crate::linalg::chol::{GramFactor, ALIAS_TOL};
+use crate::linalg::{sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch, Sum};
+
+/// Penalty on the coefficients (the intercept is never penalised).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Penalty {
+    /// Maximum likelihood.
+    None,
+    /// glmnet-scaled ridge: minimise (1/Σw)·Σ wᵢ·devᵢ/2 + λ/2·‖β‖² (no standardisation).
+    Ridge {
+        /// λ.
+        lambda: f64,
+    },
+}
+
+/// Options of an IRLS fit.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    /// Response distribution.
+    pub family: Family,
+    /// Link function.
+    pub link: Link,
+    /// Maximum number of IRLS iterations (default 100, statsmodels' default; R's is 25).
+    pub max_iter: usize,
+    /// Deviance tolerance (R's `epsilon`): 1e-8 for canonical links, where IRLS is Newton's
+    /// method and converges quadratically; 1e-10 for non-canonical links, where Fisher scoring
+    /// converges only linearly and 1e-8 leaves coefficients ~1e-6 (relative) from the optimum.
+    pub tol: f64,
+    /// Penalty.
+    pub penalty: Penalty,
+}
+
+impl FitOptions {
+    /// Options for `family` with `link` (its canonical link when `None`); checks the pair.
+    pub fn new(family: Family, link: Option<Link>) -> Result<FitOptions> {
+        let link = link.unwrap_or(family.canonical_link());
+        if !family.links().contains(&link) {
+            let ok: Vec<&str> = family.links().iter().map(|l| l.name()).collect();
+            return Err(Error::Usage(format!(
+                "link '{}' is not available for the {} family (use one of: {})",
+                link.name(),
+                family.name(),
+                ok.join(", ")
+            )));
+        }
+        Ok(FitOptions {
+            family,
+            link,
+            max_iter: 100,
+            tol: if link == family.canonical_link() { 1e-8 } else { 1e-10 },
+            penalty: Penalty::None,
+        })
+    }
+}
+
+/// A fitted GLM.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// Family.
+    pub family: Family,
+    /// Link.
+    pub link: Link,
+    /// Penalty used.
+    pub penalty: Penalty,
+    /// Observations with positive prior weight (R's `n.ok`).
+    pub n_obs: u64,
+    /// Number of coefficients p (including aliased ones).
+    pub n_params: usize,
+    /// Rank of the design (non-aliased coefficients).
+    pub rank: usize,
+    /// Coefficients, 0 for aliased columns (see `aliased`).
+    pub beta: Vec<f64>,
+    /// Whether each coefficient is aliased.
+    pub aliased: Vec<bool>,
+    /// Standard errors (None when aliased or penalised).
+    pub std_error: Vec<Option<f64>>,
+    /// Residual deviance Σ wᵢ d(yᵢ, μᵢ).
+    pub deviance: f64,
+    /// Deviance of the intercept-only model (with the offset), or of η = offset without intercept.
+    pub null_deviance: f64,
+    /// Akaike information criterion, R's definition.
+    pub aic: f64,
+    /// Dispersion φ.
+    pub dispersion: f64,
+    /// Pearson χ² = Σ wᵢ (yᵢ − μᵢ)²/V(μᵢ).
+    pub pearson_chi2: f64,
+    /// n − rank.
+    pub df_residual: f64,
+    /// n − intercept.
+    pub df_null: f64,
+    /// IRLS iterations (WLS solves).
+    pub iterations: usize,
+    /// Whether the convergence criterion was met.
+    pub converged: bool,
+    /// Warnings, worded like R's where R has one.
+    pub warnings: Vec<String>,
+    /// Kept (non-aliased) columns, increasing.
+    pub kept: Vec<usize>,
+    /// Unscaled covariance over `kept` (times φ for the covariance): the inverse of the
+    /// information XᵀWX of the final IRLS step, the one that produced β̂ (as R's and
+    /// statsmodels' standard errors).
+    pub cov_unscaled: Mat<f64>,
+    /// The information XᵀWX (+ ridge) evaluated at β̂ itself, full p×p column-major (the
+    /// matrix diagnostics use: statsmodels' hat values are at the final μ).
+    pub information: Vec<f64>,
+    /// Σ prior weights (the n of the ridge objective).
+    pub sum_weights: f64,
+    /// Wall-clock seconds per stage.
+    pub timing: Vec<(String, f64)>,
+}
+
+impl Fit {
+    /// Whether test statistics are t (estimated dispersion) rather than z.
+    pub fn uses_t(&self) -> bool {
+        !self.family.fixed_dispersion()
+    }
+
+    /// z (or t) value of coefficient j.
+    pub fn z_value(&self, j: usize) -> Option<f64> {
+        self.std_error[j].map(|se| self.beta[j] / se)
+    }
+
+    /// Two-sided p-value of coefficient j: normal for fixed dispersion, Student t with
+    /// `df_residual` degrees of freedom otherwise (R's `summary.glm`).
+    pub fn p_value(&self, j: usize) -> Option<f64> {
+        let z = self.z_value(j)?;
+        if self.uses_t() {
+            let t = StudentsT::new(0.0, 1.0, self.df_residual.max(1.0)).ok()?;
+            Some(2.0 * t.sf(z.abs()))
+        } else {
+            Some(erfc(z.abs() / std::f64::consts::SQRT_2))
+        }
+    }
+}
+
+/// The response of row i as the family sees it: (y, prior weight). `cbind(s, f)` becomes the
+/// proportion s/(s+f) with weight w·(s+f).
+#[inline]
+pub fn response(v: &ChunkView, i: usize) -> (f64, f64) {
+    match v.failures {
+        Some(f) => {
+            let m = v.y[i] + f[i];
+            if m > 0.0 {
+                (v.y[i] / m, v.weight[i] * m)
+            } else {
+                (0.0, 0.0)
+            }
+        }
+        None => (v.y[i], v.weight[i]),
+    }
+}
+
+/// Sums from the validation pass.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    n_ok: u64,
+    sum_w: f64,
+    sum_wy: f64,
+    non_integer: u64,
+}
+
+/// Check every row's response and weight for the family; error names file and row.
+fn validate(ds: &Dataset, family: Family) -> Result<Totals> {
+    let cbind = ds.design().spec.failures.is_some();
+    let resp = &ds.design().spec.response;
+    let out: Vec<std::result::Result<Totals, (u64, String, String)>> = ds.cache.par_map(|_, v| {
+        let mut t = Totals::default();
+        for i in 0..v.n {
+            let bad = |col: &str, msg: String| Err((v.row_id[i], col.to_string(), msg));
+            if v.weight[i] < 0.0 {
+                return bad("weights", format!("prior weight {} is negative", v.weight[i]));
+            }
+            if let Some(f) = v.failures {
+                if v.y[i] < 0.0 || f[i] < 0.0 {
+                    return bad(
+                        resp,
+                        format!("cbind counts must be non-negative (got {}, {})", v.y[i], f[i]),
+                    );
+                }
+            }
+            let (y, w) = response(&v, i);
+            if w == 0.0 {
+                continue;
+            }
+            if let Some(msg) = family.check_response(y) {
+                return bad(resp, format!("{msg}; got {y}"));
+            }
+            if family == Family::Binomial && ((w * y) - (w * y).round()).abs() > 1e-7 && !cbind {
+                t.non_integer += 1;
+            }
+            t.n_ok += 1;
+            t.sum_w += w;
+            t.sum_wy += w * y;
+        }
+        Ok(t)
+    });
+    let mut tot = Totals::default();
+    for r in out {
+        match r {
+            Ok(t) => {
+                tot.n_ok += t.n_ok;
+                tot.sum_w += t.sum_w;
+                tot.sum_wy += t.sum_wy;
+                tot.non_integer += t.non_integer;
+            }
+            Err((row, col, msg)) => {
+                let (file, frow) = ds.locate(row);
+                let col = if col == "weights" {
+                    ds.design().spec.weights.clone().unwrap_or(col)
+                } else {
+                    col
+                };
+                return Err(Error::data(file, &col, Some(frow), msg));
+            }
+        }
+    }
+    if tot.n_ok == 0 {
+        return Err(Error::Input("every row has zero weight".into()));
+    }
+    Ok(tot)
+}
+
+/// How the null model's mean is obtained in a pass.
+#[derive(Debug, Clone, Copy)]
+enum NullModel {
+    /// Intercept, no offset: μ = weighted mean of y.
+    Mean(f64),
+    /// No intercept: η = offset.
+    OffsetOnly,
+    /// Intercept and offset: fitted separately.
+    Separate,
+}
+
+/// Where a pass evaluates the model.
+#[derive(Debug, Clone, Copy)]
+enum Eval<'a> {
+    /// At R's starting values (`mustart`).
+    Start { ybar: f64 },
+    /// At coefficients β.
+    Beta(&'a [f64]),
+}
+
+/// Everything one IRLS pass accumulates.
+#[derive(Debug, Clone)]
+struct PassStats {
+    gram: Vec<f64>,
+    xtwz: Vec<f64>,
+    dev: Sum,
+    pearson: Sum,
+    null_dev: Sum,
+    aic: AicSums,
+    invalid: u64,
+    boundary: u64,
+    perfect: u64,
+}
+
+impl PassStats {
+    fn zeros(p: usize, gram: bool) -> Self {
+        PassStats {
+            gram: if gram { vec![0.0; p * p] } else { Vec::new() },
+            xtwz: vec![0.0; p],
+            dev: Sum::default(),
+            pearson: Sum::default(),
+            null_dev: Sum::default(),
+            aic: AicSums::default(),
+            invalid: 0,
+            boundary: 0,
+            perfect: 0,
+        }
+    }
+    fn merge(mut self, o: PassStats) -> Self {
+        for (a, b) in self.gram.iter_mut().zip(&o.gram) {
+            *a += b;
+        }
+        for (a, b) in self.xtwz.iter_mut().zip(&o.xtwz) {
+            *a += b;
+        }
+        self.dev.merge(o.dev);
+        self.pearson.merge(o.pearson);
+        self.null_dev.merge(o.null_dev);
+        self.aic.merge(&o.aic);
+        self.invalid += o.invalid;
+        self.boundary += o.boundary;
+        self.perfect += o.perfect;
+        self
+    }
+}
+
+/// Per-thread scratch of a pass.
+#[derive(Default)]
+struct Scratch {
+    eta: Vec<f64>,
+    w: Vec<f64>,
+    z: Vec<f64>,
+    sandwich: SandwichScratch,
+}
+
+/// One fused IRLS pass.
+fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, all: &ColumnSubset) -> PassStats {
+    let layout: &Layout = &ds.design().layout;
+    let p = layout.p;
+    let (family, link) = (opts.family, opts.link);
+    let bytes = (p * p * 8).max(1);
+    let groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
+    let tiny = 10.0 * f64::EPSILON;
+    let st = ds.cache.par_fold_groups(
+        groups,
+        || (PassStats::zeros(p, true), Scratch::default()),
+        |(mut acc, mut s), v| {
+            let n = v.n;
+            s.eta.resize(n, 0.0);
+            s.w.resize(n, 0.0);
+            s.z.resize(n, 0.0);
+            if let Eval::Beta(beta) = eval {
+                x_beta(&v, layout, beta, &mut s.eta);
+                for (e, o) in s.eta.iter_mut().zip(v.offset) {
+                    *e += o;
+                }
+            }
+            for i in 0..n {
+                let (y, w) = response(&v, i);
+                if w == 0.0 {
+                    s.w[i] = 0.0;
+                    s.z[i] = 0.0;
+                    continue;
+                }
+                let (eta, mu) = match eval {
+                    Eval::Start { ybar } => {
+                        let mu = family.mustart(link, y, w, ybar);
+                        (link.link(mu), mu)
+                    }
+                    Eval::Beta(_) => (s.eta[i], link.inverse(s.eta[i])),
+                };
+                if !valid_mu(family, mu) || !eta.is_finite() {
+                    acc.invalid += 1;
+                    s.w[i] = 0.0;
+                    s.z[i] = 0.0;
+                    continue;
+                }
+                let d = link.mu_eta(eta);
+                let var = family.variance(mu);
+                acc.dev.add(w * family.unit_deviance(y, mu));
+                acc.pearson.add(w * (y - mu) * (y - mu) / var);
+                acc.aic.add(family, y, mu, w);
+                match family {
+                    Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
+                    Family::Poisson if mu < tiny => acc.boundary += 1,
+                    _ => {}
+                }
+                if (y - mu).abs() < 1e-6 {
+                    acc.perfect += 1;
+                }
+                match null {
+                    NullModel::Mean(m) => acc.null_dev.add(w * family.unit_deviance(y, m)),
+                    NullModel::OffsetOnly => acc.null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
+                    NullModel::Separate => {}
+                }
+                s.z[i] = (eta - v.offset[i]) + (y - mu) / d;
+                s.w[i] = w * d * d / var;
+            }
+            sandwich(&v, layout, &s.w, all, &mut acc.gram, &mut s.sandwich);
+            xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
+            (acc, s)
+        },
+        |a, b| (a.0.merge(b.0), a.1),
+    );
+    let mut out = st.0;
+    symmetrize_lower(&mut out.gram, p);
+    out
+}
+
+/// Deviance of the intercept-plus-offset null model by a scalar IRLS (R refits `y ~ 1 +
+/// offset` for this).
+fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 {
+    let (family, link) = (opts.family, opts.link);
+    let scalar = |b0: Option<f64>| -> (f64, f64, f64) {
+        ds.cache.par_fold(
+            || (0.0, 0.0, 0.0),
+            |(mut dev, mut sw, mut swz), v| {
+                for i in 0..v.n {
+                    let (y, w) = response(&v, i);
+                    if w == 0.0 {
+                        continue;
+                    }
+                    let (eta, mu) = match b0 {
+                        None => {
+                            let mu = family.mustart(link, y, w, ybar);
+                            (link.link(mu), mu)
+                        }
+                        Some(b) => (b + v.offset[i], link.inverse(b + v.offset[i])),
+                    };
+                    let d = link.mu_eta(eta);
+                    let wi = w * d * d / family.variance(mu);
+                    dev += w * family.unit_deviance(y, mu);
+                    sw += wi;
+                    swz += wi * ((eta - v.offset[i]) + (y - mu) / d);
+                }
+                (dev, sw, swz)
+            },
+            |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2),
+        )
+    };
+    let (mut dev_old, sw, swz) = scalar(None);
+    let mut b0 = swz / sw;
+    for _ in 0..opts.max_iter.max(25) {
+        let (dev, sw, swz) = scalar(Some(b0));
+        if (dev - dev_old).abs() / (dev.abs() + 0.1) < opts.tol {
+            return dev;
+        }
+        dev_old = dev;
+        b0 = swz / sw;
+    }
+    dev_old
+}
+
+/// Fit the GLM by IRLS over the dataset's chunk cache.
+pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
+    let t0 = Instant::now();
+    let design = ds.design();
+    let layout = &design.layout;
+    let p = layout.p;
+    let family = opts.family;
+    if design.spec.failures.is_some() && family != Family::Binomial {
+        return Err(Error::Usage(
+            "cbind(successes, failures) responses need --family binomial".into(),
+        ));
+    }
+    let tot = validate(ds, family)?;
+    let mut warnings = Vec::new();
+    if tot.non_integer > 0 {
+        warnings.push(format!(
+            "non-integer #successes in a binomial glm! ({} rows)",
+            tot.non_integer
+        ));
+    }
+    let ybar = tot.sum_wy / tot.sum_w;
+    let has_offset = !design.spec.offsets.is_empty();
+    let null = match (layout.intercept, has_offset) {
+        (true, false) => NullModel::Mean(ybar),
+        (false, _) => NullModel::OffsetOnly,
+        (true, true) => NullModel::Separate,
+    };
+    let ridge: Vec<f64> = match opts.penalty {
+        Penalty::None => vec![0.0; p],
+        Penalty::Ridge { lambda } => {
+            if !(lambda >= 0.0 && lambda.is_finite()) {
+                return Err(Error::Usage(format!(
+                    "--lambda must be a non-negative number, got {lambda}"
+                )));
+            }
+            (0..p)
+                .map(|j| {
+                    if layout.intercept && j == 0 {
+                        0.0
+                    } else {
+                        tot.sum_w * lambda
+                    }
+                })
+                .collect()
+        }
+    };
+    let penalty_of = |beta: &[f64]| -> f64 { beta.iter().zip(&ridge).map(|(b, r)| r * b * b).sum() };
+    let all = ColumnSubset::all(p);
+    let mut timing = vec![("validate".to_string(), t0.elapsed().as_secs_f64())];
+    let t1 = Instant::now();
+
+    // Iteration 0: evaluate at mustart.
+    let st0 = irls_pass(ds, opts, Eval::Start { ybar }, null, &all);
+    if st0.invalid > 0 {
+        return Err(Error::Numerical(
+            "cannot find valid starting values for this family and link; check the response".into(),
+        ));
+    }
+    let candidates: Vec<usize> = (0..p).collect();
+    let mut factor = GramFactor::new(&st0.gram, p, &candidates, &ridge, ALIAS_TOL)?;
+    let scatter = |f: &GramFactor, x: Vec<f64>| -> Vec<f64> {
+        let mut b = vec![0.0; p];
+        for (k, &j) in f.kept.iter().enumerate() {
+            b[j] = x[k];
+        }
+        b
+    };
+    let mut beta = scatter(&factor, factor.solve(&st0.xtwz));
+    let mut beta_prev: Option<Vec<f64>> = None;
+    let mut dev_prev = st0.dev.value();
+    let mut iterations = 1usize;
+    let mut converged = false;
+    let mut halved = false;
+    let st = loop {
+        let mut st = irls_pass(ds, opts, Eval::Beta(&beta), null, &all);
+        let mut obj = st.dev.value() + penalty_of(&beta);
+        let mut halvings = 0;
+        loop {
+            let bad = !obj.is_finite() || st.invalid > 0;
+            let worse = beta_prev.is_some() && obj > dev_prev + 1e-9 * (obj.abs() + 0.1);
+            if !bad && !worse {
+                break;
+            }
+            let Some(prev) = &beta_prev else {
+                return Err(Error::Numerical(
+                    "no valid set of coefficients has been found (the first IRLS step left the family's domain)".into(),
+                ));
+            };
+            if halvings >= 30 {
+                if bad {
+                    return Err(Error::Numerical("inner loop: cannot correct step size".into()));
+                }
+                break;
+            }
+            halvings += 1;
+            halved = true;
+            for (b, q) in beta.iter_mut().zip(prev) {
+                *b = 0.5 * (*b + q);
+            }
+            st = irls_pass(ds, opts, Eval::Beta(&beta), null, &all);
+            obj = st.dev.value() + penalty_of(&beta);
+        }
+        let change = (obj - dev_prev).abs();
+        if change / (obj.abs() + 0.1) < opts.tol && change < opts.tol.max(16.0 * f64::EPSILON * obj.abs()) {
+            converged = true;
+            break st;
+        }
+        if iterations >= opts.max_iter {
+            break st;
+        }
+        factor = GramFactor::new(&st.gram, p, &factor.kept.clone(), &ridge, ALIAS_TOL)?;
+        beta_prev = Some(beta.clone());
+        dev_prev = obj;
+        beta = scatter(&factor, factor.solve(&st.xtwz));
+        iterations += 1;
+    };
+    timing.push(("irls".to_string(), t1.elapsed().as_secs_f64()));
+    if halved {
+        warnings.push("step size truncated due to divergence".into());
+    }
+    if !converged {
+        warnings.push(format!("algorithm did not converge in {iterations} iterations"));
+    }
+
+    // Standard errors from the final IRLS step's information (R, statsmodels); the information
+    // at β̂ itself is kept for diagnostics.
+    let t2 = Instant::now();
+    let fin = &factor;
+    let kept = fin.kept.clone();
+    let mut aliased = vec![true; p];
+    for &j in &kept {
+        aliased[j] = false;
+    }
+    for (j, b) in beta.iter_mut().enumerate() {
+        if aliased[j] {
+            *b = 0.0;
+        }
+    }
+    let rank = kept.len();
+    let n = tot.n_ok as f64;
+    let df_residual = n - rank as f64;
+    let dispersion = if family.fixed_dispersion() {
+        1.0
+    } else if df_residual > 0.0 {
+        st.pearson.value() / df_residual
+    } else {
+        f64::NAN
+    };
+    let cov_unscaled = fin.inverse();
+    let mut std_error = vec![None; p];
+    if opts.penalty == Penalty::None {
+        for (k, &j) in kept.iter().enumerate() {
+            std_error[j] = Some((cov_unscaled[(k, k)] * dispersion).sqrt());
+        }
+    }
+    let null_deviance = match null {
+        NullModel::Separate => null_deviance_with_offset(ds, opts, ybar),
+        _ => st.null_dev.value(),
+    };
+    let aic = st.aic.aic(family, st.dev.value(), rank);
+    if aliased.iter().any(|&a| a) {
+        let names: Vec<&str> = (0..p)
+            .filter(|&j| aliased[j])
+            .map(|j| design.coef_names[j].as_str())
+            .collect();
+        warnings.push(format!(
+            "{} coefficient(s) not defined because of singularities (aliased columns): {}",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    if st.boundary > 0 {
+        let what = if family == Family::Binomial {
+            "fitted probabilities numerically 0 or 1 occurred"
+        } else {
+            "fitted rates numerically 0 occurred"
+        };
+        let mut msg = format!("{what} ({} rows)", st.boundary);
+        let diverging: Vec<&str> = (0..p)
+            .filter(|&j| std_error[j].is_some_and(|se| se > 1e3) && beta[j].abs() > 10.0)
+            .map(|j| design.coef_names[j].as_str())
+            .collect();
+        if !diverging.is_empty() {
+            msg.push_str(&format!(
+                "; quasi-complete separation: the maximum-likelihood estimates of {} are infinite and the reported values depend on when the iterations stopped",
+                diverging.join(", ")
+            ));
+        }
+        warnings.push(msg);
+    }
+    if family == Family::Binomial && st.perfect == tot.n_ok {
+        warnings
+            .push("perfect separation: the model predicts every row exactly; coefficients are not identified".into());
+    }
+    timing.push(("information".to_string(), t2.elapsed().as_secs_f64()));
+    Ok(Fit {
+        family,
+        link: opts.link,
+        penalty: opts.penalty,
+        n_obs: tot.n_ok,
+        n_params: p,
+        rank,
+        beta,
+        aliased,
+        std_error,
+        deviance: st.dev.value(),
+        null_deviance,
+        aic,
+        dispersion,
+        pearson_chi2: st.pearson.value(),
+        df_residual,
+        df_null: n - layout.intercept as usize as f64,
+        iterations,
+        converged,
+        warnings,
+        kept,
+        cov_unscaled,
+        information: {
+            let mut g = st.gram;
+            for (j, r) in ridge.iter().enumerate() {
+                g[j * p + j] += r;
+            }
+            g
+        },
+        sum_weights: tot.sum_w,
+        timing,
+    })
+}

@@ -1,0 +1,157 @@
+//! Cholesky factorization of a symmetric positive semi-definite Gram matrix that detects
+//! aliased (linearly dependent) columns, in column order like R's `dqrdc2`, and drops them.
+//!
+//! The matrix is scaled to unit diagonal, S = D^{-1/2} G D^{-1/2}, so a pivot of the Cholesky
+//! factor, L_jj², is the fraction of column j's (weighted) squared norm left after projecting
+//! it on the kept columns before it. A column whose fraction is below `tol` is aliased. faer's
+//! blocked Cholesky runs in natural order, so the first small pivot is exactly the column
+//! sequential elimination would flag; it is removed and the factorization repeated.
+
+use faer::linalg::solvers::{DenseSolveCore, Solve};
+use faer::{Mat, Side};
+
+use crate::error::{Error, Result};
+
+/// Default aliasing tolerance on the squared residual fraction L_jj² (a residual norm below
+/// about 3e-6 of the column's own norm).
+pub const ALIAS_TOL: f64 = 1e-11;
+
+/// A factorization of G restricted to the kept (non-aliased) columns.
+#[derive(Debug)]
+pub struct GramFactor {
+    /// Kept columns (indices into the full matrix), increasing.
+    pub kept: Vec<usize>,
+    /// Columns found aliased, increasing.
+    pub aliased: Vec<usize>,
+    scale: Vec<f64>,
+    llt: faer::linalg::solvers::Llt<f64>,
+}
+
+impl GramFactor {
+    /// Factor the symmetric `g` (full, both triangles; `n×n` column-major slice) over the
+    /// `candidates` columns, dropping aliased ones. `ridge[j]` is added to the diagonal first
+    /// (0 for none).
+    pub fn new(g: &[f64], n: usize, candidates: &[usize], ridge: &[f64], tol: f64) -> Result<GramFactor> {
+        let mut kept: Vec<usize> = Vec::with_capacity(candidates.len());
+        let mut aliased = Vec::new();
+        for &j in candidates {
+            let d = g[j * n + j] + ridge[j];
+            if d > 0.0 && d.is_finite() {
+                kept.push(j);
+            } else if d.is_finite() {
+                aliased.push(j);
+            } else {
+                return Err(Error::Numerical(format!(
+                    "non-finite diagonal of the information matrix at column {j}"
+                )));
+            }
+        }
+        loop {
+            let m = kept.len();
+            let scale: Vec<f64> = kept.iter().map(|&j| 1.0 / (g[j * n + j] + ridge[j]).sqrt()).collect();
+            let s = Mat::from_fn(m, m, |a, b| {
+                let (ja, jb) = (kept[a], kept[b]);
+                let r = if a == b { ridge[ja] } else { 0.0 };
+                (g[jb * n + ja] + r) * scale[a] * scale[b]
+            });
+            if s.as_ref().col_iter().any(|c| c.iter().any(|x| !x.is_finite())) {
+                return Err(Error::Numerical("non-finite entries in the information matrix".into()));
+            }
+            let drop = match s.llt(Side::Lower) {
+                Err(faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index }) => Some(index),
+                Ok(llt) => {
+                    let l = llt.L();
+                    match (0..m).find(|&j| l[(j, j)] * l[(j, j)] < tol) {
+                        Some(j) => Some(j),
+                        None => {
+                            aliased.sort_unstable();
+                            return Ok(GramFactor {
+                                kept,
+                                aliased,
+                                scale,
+                                llt,
+                            });
+                        }
+                    }
+                }
+            };
+            let j = drop.unwrap_or(0);
+            if m == 0 {
+                return Err(Error::Numerical("every column is aliased".into()));
+            }
+            aliased.push(kept.remove(j));
+        }
+    }
+
+    /// Solve G_kk x = b_k; `b` is indexed by full column, the result by kept position.
+    pub fn solve(&self, b: &[f64]) -> Vec<f64> {
+        let m = self.kept.len();
+        let rhs = Mat::from_fn(m, 1, |a, _| b[self.kept[a]] * self.scale[a]);
+        let x = self.llt.solve(&rhs);
+        (0..m).map(|a| x[(a, 0)] * self.scale[a]).collect()
+    }
+
+    /// (G_kk)⁻¹ as a dense m×m matrix in kept order.
+    pub fn inverse(&self) -> Mat<f64> {
+        let inv = self.llt.inverse();
+        let m = self.kept.len();
+        Mat::from_fn(m, m, |a, b| inv[(a, b)] * self.scale[a] * self.scale[b])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gram(x: &[Vec<f64>]) -> (Vec<f64>, usize) {
+        let p = x[0].len();
+        let mut g = vec![0.0; p * p];
+        for r in x {
+            for a in 0..p {
+                for b in 0..p {
+                    g[b * p + a] += r[a] * r[b];
+                }
+            }
+        }
+        (g, p)
+    }
+
+    #[test]
+    fn drops_the_later_of_two_collinear_columns() {
+        // Column 2 = column 0 + column 1; column 3 is independent.
+        let x: Vec<Vec<f64>> = (0..20)
+            .map(|i| {
+                let a = (i as f64).sin();
+                let b = (i as f64 * 0.7).cos();
+                vec![a, b, a + b, (i as f64).sqrt()]
+            })
+            .collect();
+        let (g, p) = gram(&x);
+        let f = GramFactor::new(&g, p, &[0, 1, 2, 3], &[0.0; 4], ALIAS_TOL).unwrap();
+        assert_eq!(f.kept, [0, 1, 3]);
+        assert_eq!(f.aliased, [2]);
+        // Solve against a known β on the kept columns.
+        let beta = [1.5, -2.0, 0.0, 0.25];
+        let mut b = vec![0.0; p];
+        for r in &x {
+            let y: f64 = r.iter().zip(&beta).map(|(a, c)| a * c).sum();
+            for j in 0..p {
+                b[j] += r[j] * y;
+            }
+        }
+        let sol = f.solve(&b);
+        for (got, want) in sol.iter().zip([1.5, -2.0, 0.25]) {
+            assert!((got - want).abs() < 1e-9, "{sol:?}");
+        }
+        let inv = f.inverse();
+        assert!(inv[(0, 0)] > 0.0);
+    }
+
+    #[test]
+    fn zero_column_is_aliased() {
+        let x: Vec<Vec<f64>> = (0..5).map(|i| vec![1.0, 0.0, i as f64]).collect();
+        let (g, p) = gram(&x);
+        let f = GramFactor::new(&g, p, &[0, 1, 2], &[0.0; 3], ALIAS_TOL).unwrap();
+        assert_eq!(f.kept, [0, 2]);
+    }
+}

@@ -48,8 +48,9 @@ pub struct FitOptions {
     /// Maximum number of IRLS iterations (default 100, statsmodels' default; R's is 25).
     pub max_iter: usize,
     /// Deviance tolerance (R's `epsilon`): 1e-8 for canonical links, where IRLS is Newton's
-    /// method and converges quadratically; 1e-10 for non-canonical links, where Fisher scoring
-    /// converges only linearly and 1e-8 leaves coefficients ~1e-6 (relative) from the optimum.
+    /// method and converges quadratically; 1e-12 for non-canonical links, where Fisher scoring
+    /// converges only linearly and 1e-8 leaves coefficients up to ~1e-5 (relative) from the
+    /// optimum (measured on the insurance Gamma-log and star98 cloglog fits: 3–4 more passes).
     pub tol: f64,
     /// Penalty.
     pub penalty: Penalty,
@@ -72,7 +73,7 @@ impl FitOptions {
             family,
             link,
             max_iter: 100,
-            tol: if link == family.canonical_link() { 1e-8 } else { 1e-10 },
+            tol: if link == family.canonical_link() { 1e-8 } else { 1e-12 },
             penalty: Penalty::None,
         })
     }

@@ -16,8 +16,9 @@ use crate::progress::Progress;
 use crate::source::{resolve_paths, InputSet};
 use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, Verify, FORMAT_VERSION};
 
-/// Rows per chunk (and per decoded Arrow batch).
-pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
+/// Rows per chunk (and per decoded Arrow batch): small enough that mid-sized inputs still
+/// split into several chunks for the passes' parallelism, large enough to amortise per-chunk work.
+pub const DEFAULT_CHUNK_ROWS: usize = 16_384;
 
 /// Where the cache lives and how big chunks are.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod linalg;
 pub mod progress;
+pub mod report;
 pub mod source;
 pub mod store;
 

@@ -287,7 +287,10 @@ fn probit_and_cloglog() {
 fn adult_probit_with_a_separated_level() {
     // All 14 `Without-pay` rows have income <= 50K: that coefficient's MLE is -infinity, so its
     // value and SE depend only on when each tool stopped (statsmodels: -8.27 at tol 1e-12).
-    check(&extra("sm_extra_adult_probit_nocountry.json"), &["workclass[Without-pay]"]);
+    check(
+        &extra("sm_extra_adult_probit_nocountry.json"),
+        &["workclass[Without-pay]"],
+    );
 }
 
 #[test]

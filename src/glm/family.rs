@@ -156,7 +156,11 @@ impl Family {
                 // R: m = trials; the summand is (wt/m)·log dbinom(round(m y), m, μ), here wt = m.
                 let m = w.round();
                 let k = (m * y).round();
-                let lchoose = ln_gamma(m + 1.0) - ln_gamma(k + 1.0) - ln_gamma(m - k + 1.0);
+                let lchoose = if m <= 1.0 {
+                    0.0
+                } else {
+                    ln_gamma(m + 1.0) - ln_gamma(k + 1.0) - ln_gamma(m - k + 1.0)
+                };
                 -2.0 * (lchoose + xlogy(k, mu) + xlogy(m - k, 1.0 - mu))
             }
             Family::Poisson => -2.0 * w * (xlogy(y, mu) - mu - ln_gamma(y + 1.0)),

@@ -274,7 +274,6 @@ struct PassStats {
     dev: Sum,
     pearson: Sum,
     null_dev: Sum,
-    aic: AicSums,
     invalid: u64,
     boundary: u64,
     perfect: u64,
@@ -288,7 +287,6 @@ impl PassStats {
             dev: Sum::default(),
             pearson: Sum::default(),
             null_dev: Sum::default(),
-            aic: AicSums::default(),
             invalid: 0,
             boundary: 0,
             perfect: 0,
@@ -304,7 +302,6 @@ impl PassStats {
         self.dev.merge(o.dev);
         self.pearson.merge(o.pearson);
         self.null_dev.merge(o.null_dev);
-        self.aic.merge(&o.aic);
         self.invalid += o.invalid;
         self.boundary += o.boundary;
         self.perfect += o.perfect;
@@ -333,6 +330,8 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
         groups,
         || (PassStats::zeros(p, true), Scratch::default()),
         |(mut acc, mut s), v| {
+            // faer may have run AVX-512 code on this worker (the solve between passes).
+            crate::linalg::clear_upper_simd_state();
             let n = v.n;
             s.eta.resize(n, 0.0);
             s.w.resize(n, 0.0);
@@ -367,7 +366,6 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
                 let var = family.variance(mu);
                 acc.dev.add(w * family.unit_deviance(y, mu));
                 acc.pearson.add(w * (y - mu) * (y - mu) / var);
-                acc.aic.add(family, y, mu, w);
                 match family {
                     Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
                     Family::Poisson if mu < tiny => acc.boundary += 1,
@@ -437,6 +435,29 @@ fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 
         b0 = swz / sw;
     }
     dev_old
+}
+
+/// The sums R's AIC needs, at β (one light pass: the log-densities are not needed per iteration).
+fn aic_sums(ds: &Dataset, opts: &FitOptions, beta: &[f64]) -> AicSums {
+    let layout = &ds.design().layout;
+    ds.cache
+        .par_fold(
+            || (AicSums::default(), Vec::new()),
+            |(mut acc, mut eta), v| {
+                eta.resize(v.n, 0.0);
+                x_beta(&v, layout, beta, &mut eta);
+                for i in 0..v.n {
+                    let (y, w) = response(&v, i);
+                    acc.add(opts.family, y, opts.link.inverse(eta[i] + v.offset[i]), w);
+                }
+                (acc, eta)
+            },
+            |mut a, b| {
+                a.0.merge(&b.0);
+                a
+            },
+        )
+        .0
 }
 
 /// Fit the GLM by IRLS over the dataset's chunk cache.
@@ -598,7 +619,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         NullModel::Separate => null_deviance_with_offset(ds, opts, ybar),
         _ => st.null_dev.value(),
     };
-    let aic = st.aic.aic(family, st.dev.value(), rank);
+    let aic = aic_sums(ds, opts, &beta).aic(family, st.dev.value(), rank);
     if aliased.iter().any(|&a| a) {
         let names: Vec<&str> = (0..p)
             .filter(|&j| aliased[j])

@@ -271,6 +271,7 @@ pub fn sandwich(
             1.0,
             Par::Seq,
         );
+        clear_upper_simd_state();
     }
     // Categorical and sparse entries, per row.
     let cat_cols: Vec<Vec<Option<usize>>> = layout
@@ -333,6 +334,27 @@ pub fn sandwich(
             acc[sa * m + sa] += wx * xa;
         }
     }
+}
+
+/// Clear the upper halves of the AVX registers after faer's AVX-512 GEMM kernels: without a
+/// `vzeroupper`, every later non-VEX (SSE) instruction — our baseline-x86-64 code and glibc's
+/// `exp`/`log` wrappers — pays a false-dependency penalty on recent Intel cores (measured: the
+/// IRLS row loop ran 3–4× slower after a GEMM).
+#[inline]
+pub fn clear_upper_simd_state() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU supports AVX (checked above), which is all `vzeroupper` needs.
+            unsafe { zeroupper_avx() }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn zeroupper_avx() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
 
 /// Copy the lower triangle of the m×m column-major `acc` onto its upper triangle.

@@ -1,0 +1,234 @@
+//! Writing results: atomic file writes, `summary.json`, and the R-style coefficient table.
+//! Computes no statistics of its own: it formats what `glm` and `influence` return.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::glm::{Fit, FitOptions, Penalty};
+use crate::ingest::Dataset;
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over `path`. A crash leaves either the old file or none, never half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Create the output directory (or check an existing one is a writable directory).
+pub fn prepare_out_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} exists and is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(dir.to_path_buf())
+}
+
+/// One row of the coefficient table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoefRow {
+    /// Coefficient name.
+    pub name: String,
+    /// Estimate (None when aliased).
+    pub estimate: Option<f64>,
+    /// Standard error (None when aliased or penalised).
+    pub std_error: Option<f64>,
+    /// Estimate / standard error (a t value when the dispersion is estimated).
+    pub z_value: Option<f64>,
+    /// Two-sided p-value (normal, or Student t with the residual df).
+    pub p_value: Option<f64>,
+}
+
+/// The coefficient table of a fit.
+pub fn coefficients(ds: &Dataset, fit: &Fit) -> Vec<CoefRow> {
+    ds.design()
+        .coef_names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| CoefRow {
+            name: name.clone(),
+            estimate: (!fit.aliased[j]).then_some(fit.beta[j]),
+            std_error: fit.std_error[j],
+            z_value: fit.z_value(j),
+            p_value: fit.p_value(j),
+        })
+        .collect()
+}
+
+/// `summary.json` of a fit.
+pub fn fit_summary(ds: &Dataset, fit: &Fit, opts: &FitOptions, extra_timing: &[(&str, f64)]) -> serde_json::Value {
+    let d = ds.design();
+    let counts = ds.counts();
+    let mut timing = serde_json::Map::new();
+    timing.insert(
+        "ingest".into(),
+        (ds.timings.open_s + ds.timings.build_s + ds.timings.map_s).into(),
+    );
+    for (k, v) in &fit.timing {
+        timing.insert(k.clone(), (*v).into());
+    }
+    for (k, v) in extra_timing {
+        timing.insert(k.to_string(), (*v).into());
+    }
+    serde_json::json!({
+        "fulcrum_version": env!("CARGO_PKG_VERSION"),
+        "inputs": ds.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "formula": d.spec.formula,
+        "family": fit.family.name(),
+        "link": fit.link.name(),
+        "penalty": match fit.penalty { Penalty::None => serde_json::json!({"type": "none"}), Penalty::Ridge { lambda } => serde_json::json!({"type": "ridge", "lambda": lambda, "objective": "(1/sum(w)) * sum(w_i * dev_i) / 2 + lambda/2 * ||beta||^2, intercept unpenalised, no standardisation"}) },
+        "n_rows_read": counts.n_rows_read,
+        "n_filtered_out": counts.n_filtered_out,
+        "n_dropped": counts.n_dropped,
+        "n_obs": fit.n_obs,
+        "n_params": fit.n_params,
+        "rank": fit.rank,
+        "coefficients": coefficients(ds, fit),
+        "test_statistic": if fit.uses_t() { "t" } else { "z" },
+        "deviance": fit.deviance,
+        "null_deviance": fit.null_deviance,
+        "df_residual": fit.df_residual,
+        "df_null": fit.df_null,
+        "pearson_chi2": fit.pearson_chi2,
+        "aic": fit.aic,
+        "dispersion": fit.dispersion,
+        "iterations": fit.iterations,
+        "converged": fit.converged,
+        "tol": opts.tol,
+        "max_iter": opts.max_iter,
+        "warnings": fit.warnings,
+        "timing_s": timing,
+    })
+}
+
+/// Format to `sig` significant digits the way R's `format` prints coefficient tables.
+fn signif(x: f64, sig: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if !(-4..6).contains(&mag) {
+        format!("{:.*e}", sig - 1, x)
+    } else {
+        let decimals = (sig as i32 - 1 - mag).max(0) as usize;
+        format!("{:.*}", decimals, x)
+    }
+}
+
+fn stars(p: f64) -> &'static str {
+    if p < 0.001 {
+        "***"
+    } else if p < 0.01 {
+        "**"
+    } else if p < 0.05 {
+        "*"
+    } else if p < 0.1 {
+        "."
+    } else {
+        ""
+    }
+}
+
+/// R `summary.glm`-style text: coefficient table, dispersion, deviances, AIC, iterations, warnings.
+pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
+    use std::fmt::Write as _;
+    let rows = coefficients(ds, fit);
+    let stat = if fit.uses_t() { "t" } else { "z" };
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).clamp(4, 60);
+    let mut s = String::new();
+    let _ = writeln!(s, "Formula: {}", ds.design().spec.formula);
+    let _ = writeln!(s, "Family: {} (link: {})", fit.family.name(), fit.link.name());
+    if let Penalty::Ridge { lambda } = fit.penalty {
+        let _ = writeln!(
+            s,
+            "Penalty: ridge, lambda = {lambda} (glmnet scaling; no standard errors)"
+        );
+    }
+    let _ = writeln!(s, "\nCoefficients:");
+    let _ = writeln!(
+        s,
+        "{:<w$} {:>12} {:>12} {:>9} {:>10}",
+        "",
+        "Estimate",
+        "Std. Error",
+        format!("{stat} value"),
+        format!("Pr(>|{stat}|)")
+    );
+    for r in &rows {
+        let est = r.estimate.map_or("NA".into(), |x| signif(x, 6));
+        let se = r.std_error.map_or("NA".into(), |x| signif(x, 6));
+        let z = r.z_value.map_or("NA".into(), |x| format!("{x:.3}"));
+        let (pv, st) = match r.p_value {
+            Some(p) if p < 2e-16 => ("< 2e-16".to_string(), stars(p)),
+            Some(p) => (signif(p, 3), stars(p)),
+            None => ("NA".into(), ""),
+        };
+        let _ = writeln!(s, "{:<w$} {:>12} {:>12} {:>9} {:>10} {st}", r.name, est, se, z, pv);
+    }
+    let _ = writeln!(s, "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1");
+    let n_alias = fit.aliased.iter().filter(|&&a| a).count();
+    if n_alias > 0 {
+        let _ = writeln!(s, "({n_alias} not defined because of singularities)");
+    }
+    if fit.family.fixed_dispersion() {
+        let _ = writeln!(
+            s,
+            "\n(Dispersion parameter for {} family taken to be 1)",
+            fit.family.name()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\n(Dispersion parameter for {} family taken to be {})",
+            fit.family.name(),
+            signif(fit.dispersion, 7)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n    Null deviance: {:.1}  on {} degrees of freedom",
+        fit.null_deviance, fit.df_null
+    );
+    let _ = writeln!(
+        s,
+        "Residual deviance: {:.1}  on {} degrees of freedom",
+        fit.deviance, fit.df_residual
+    );
+    let _ = writeln!(s, "AIC: {:.1}", fit.aic);
+    let _ = writeln!(
+        s,
+        "\nNumber of Fisher Scoring iterations: {}{}",
+        fit.iterations,
+        if fit.converged { "" } else { " (not converged)" }
+    );
+    for wmsg in &fit.warnings {
+        let _ = writeln!(s, "Warning: {wmsg}");
+    }
+    s
+}

@@ -1,8 +1,7 @@
 //! GLM families and links with R's `family()` formulas: variance, unit deviance, starting
 //! values, AIC, and numerically safe link inverses (no overflow at |η| = 700).
 
-use statrs::function::erf::erfc;
-use statrs::function::gamma::ln_gamma;
+use libm::{erfc, lgamma as ln_gamma};
 
 /// Machine epsilon, R's `.Machine$double.eps`.
 const EPS: f64 = f64::EPSILON;
@@ -284,7 +283,7 @@ fn qnorm(p: f64) -> f64 {
         -3.969683028665376e1,
         2.209460984245205e2,
         -2.759285104469687e2,
-        1.383577518672690e2,
+        1.383_577_518_672_69e2,
         -3.066479806614716e1,
         2.506628277459239,
     ];

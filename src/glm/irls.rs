@@ -14,8 +14,8 @@
 use std::time::Instant;
 
 use faer::Mat;
+use libm::erfc;
 use statrs::distribution::{ContinuousCDF, StudentsT};
-use statrs::function::erf::erfc;
 
 use super::family::{valid_mu, AicSums, Family, Link};
 use crate::chunk::ChunkView;
@@ -446,9 +446,9 @@ fn aic_sums(ds: &Dataset, opts: &FitOptions, beta: &[f64]) -> AicSums {
             |(mut acc, mut eta), v| {
                 eta.resize(v.n, 0.0);
                 x_beta(&v, layout, beta, &mut eta);
-                for i in 0..v.n {
+                for (i, e) in eta.iter().enumerate() {
                     let (y, w) = response(&v, i);
-                    acc.add(opts.family, y, opts.link.inverse(eta[i] + v.offset[i]), w);
+                    acc.add(opts.family, y, opts.link.inverse(e + v.offset[i]), w);
                 }
                 (acc, eta)
             },

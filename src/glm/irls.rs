@@ -637,18 +637,20 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         } else {
             "fitted rates numerically 0 occurred"
         };
-        let mut msg = format!("{what} ({} rows)", st.boundary);
-        let diverging: Vec<&str> = (0..p)
-            .filter(|&j| std_error[j].is_some_and(|se| se > 1e3) && beta[j].abs() > 10.0)
-            .map(|j| design.coef_names[j].as_str())
-            .collect();
-        if !diverging.is_empty() {
-            msg.push_str(&format!(
-                "; quasi-complete separation: the maximum-likelihood estimates of {} are infinite and the reported values depend on when the iterations stopped",
-                diverging.join(", ")
-            ));
-        }
-        warnings.push(msg);
+        warnings.push(format!("{what} ({} rows)", st.boundary));
+    }
+    // Coefficients running off to ±∞ (a level or region with all-0/all-1 outcomes, or only zero
+    // counts): large in size, with a standard error hundreds of times larger still.
+    let diverging: Vec<&str> = (0..p)
+        .filter(|&j| matches!(family, Family::Binomial | Family::Poisson))
+        .filter(|&j| std_error[j].is_some_and(|se| beta[j].abs() > 10.0 && se > 100.0 * beta[j].abs()))
+        .map(|j| design.coef_names[j].as_str())
+        .collect();
+    if !diverging.is_empty() {
+        warnings.push(format!(
+            "quasi-complete separation: the maximum-likelihood estimates of {} are infinite; the reported values and standard errors depend on when the iterations stopped",
+            diverging.join(", ")
+        ));
     }
     if family == Family::Binomial && st.perfect == tot.n_ok {
         warnings

@@ -1,0 +1,367 @@
+//! IRLS behaviour that no single reference file covers: integer weights equal duplicated rows
+//! (property test), aliased columns reported as missing like R's NA, separation warnings, the
+//! ridge optimality (KKT) conditions, and the `fulcrum fit` command line.
+
+mod common;
+
+use common::*;
+use fulcrum::design::{ModelInput, NaPolicy};
+use fulcrum::glm::{fit, Family, Fit, FitOptions, Link, Penalty};
+use fulcrum::ingest::IngestOptions;
+use fulcrum::linalg::pass::x_beta_pass;
+use fulcrum::progress::NoProgress;
+use proptest::prelude::*;
+
+fn load(s: &Scratch, file: &str, formula: &str, weights: Option<&str>) -> fulcrum::Dataset {
+    let m = ModelInput {
+        formula: formula.into(),
+        filters: vec![],
+        na: NaPolicy::Drop,
+        weights: weights.map(str::to_string),
+    };
+    let opts = IngestOptions {
+        cache_dir: Some(s.cache()),
+        ..Default::default()
+    };
+    fulcrum::load(&[s.path(file).display().to_string()], &m, &opts, &NoProgress).unwrap()
+}
+
+fn fit_with(ds: &fulcrum::Dataset, family: Family, link: Option<Link>) -> Fit {
+    fit(ds, &FitOptions::new(family, link).unwrap()).unwrap()
+}
+
+/// A fit converged far past the default tolerance, for comparing two routes to one optimum
+/// (their IRLS paths differ, e.g. through the starting values).
+fn fit_tight(ds: &fulcrum::Dataset, family: Family) -> Fit {
+    let mut o = FitOptions::new(family, None).unwrap();
+    o.tol = 1e-14;
+    fit(ds, &o).unwrap()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / (1.0 + b.abs())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Prior weights k give the same estimates, standard errors and deviance as repeating the
+    /// row k times (binomial and Poisson, where the dispersion is fixed).
+    #[test]
+    fn integer_weights_equal_duplication(seed in any::<u64>(), poisson in any::<bool>(), n in 30usize..80) {
+        let mut st = seed | 1;
+        let mut next = move || { st ^= st << 13; st ^= st >> 7; st ^= st << 17; st };
+        let (mut x, mut g, mut y, mut w) = (vec![], vec![], vec![], vec![]);
+        for i in 0..n {
+            let xi = (next() % 1000) as f64 / 250.0 - 2.0;
+            let gi = ["a", "b", "c"][i % 3];
+            let eta = 0.3 + 0.8 * xi + if gi == "b" { -0.5 } else { 0.2 };
+            let u = (next() % 10_000) as f64 / 10_000.0;
+            let yi = if poisson { (eta.exp() * u * 2.0).floor() } else if u < 1.0 / (1.0 + (-eta).exp()) { 1.0 } else { 0.0 };
+            x.push(xi); g.push(gi); y.push(yi); w.push((1 + next() % 3) as f64);
+        }
+        // Make sure both outcomes occur (otherwise the binomial fit separates).
+        y[0] = 0.0; y[1] = 1.0;
+        let s = Scratch::new();
+        write_parquet(&s.path("w.parquet"), &batch(vec![("y", f64s(&y)), ("x", f64s(&x)), ("g", strs(&g)), ("w", f64s(&w))]));
+        let (mut xd, mut gd, mut yd) = (vec![], vec![], vec![]);
+        for i in 0..n {
+            for _ in 0..w[i] as usize { xd.push(x[i]); gd.push(g[i]); yd.push(y[i]); }
+        }
+        write_parquet(&s.path("d.parquet"), &batch(vec![("y", f64s(&yd)), ("x", f64s(&xd)), ("g", strs(&gd))]));
+        let fam = if poisson { Family::Poisson } else { Family::Binomial };
+        // Starting values differ (R's binomial mustart uses the weight), so compare converged fits.
+        let a = fit_tight(&load(&s, "w.parquet", "y ~ x + g", Some("w")), fam);
+        let b = fit_tight(&load(&s, "d.parquet", "y ~ x + g", None), fam);
+        for j in 0..a.beta.len() {
+            prop_assert!(rel(a.beta[j], b.beta[j]) < 1e-8, "beta {j}: {} vs {}", a.beta[j], b.beta[j]);
+            prop_assert!(rel(a.std_error[j].unwrap(), b.std_error[j].unwrap()) < 1e-8, "se {j}: {:?} vs {:?}", a.std_error[j], b.std_error[j]);
+        }
+        prop_assert!(rel(a.deviance, b.deviance) < 1e-9);
+        prop_assert!(rel(a.aic, b.aic) < 1e-9, "aic {} vs {}", a.aic, b.aic);
+    }
+}
+
+#[test]
+fn aliased_column_is_reported_like_r_na() {
+    let s = Scratch::new();
+    let n = 60;
+    let x1: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+    let x2: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
+    let x3: Vec<f64> = x1.iter().zip(&x2).map(|(a, b)| 2.0 * a - b).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| 1.0 + x1[i] - 0.5 * x2[i] + ((i * 7919) % 13) as f64 / 13.0)
+        .collect();
+    write_parquet(
+        &s.path("a.parquet"),
+        &batch(vec![
+            ("y", f64s(&y)),
+            ("x1", f64s(&x1)),
+            ("x2", f64s(&x2)),
+            ("x3", f64s(&x3)),
+        ]),
+    );
+    let with = fit_with(&load(&s, "a.parquet", "y ~ x1 + x2 + x3", None), Family::Gaussian, None);
+    let without = fit_with(&load(&s, "a.parquet", "y ~ x1 + x2", None), Family::Gaussian, None);
+    assert_eq!(with.aliased, [false, false, false, true]);
+    assert_eq!(with.rank, 3);
+    assert!(with.std_error[3].is_none());
+    for j in 0..3 {
+        assert!(rel(with.beta[j], without.beta[j]) < 1e-10);
+        assert!(rel(with.std_error[j].unwrap(), without.std_error[j].unwrap()) < 1e-10);
+    }
+    assert!(rel(with.dispersion, without.dispersion) < 1e-12, "df uses the rank");
+    assert!(
+        with.warnings
+            .iter()
+            .any(|w| w.contains("singularities") && w.contains("x3")),
+        "{:?}",
+        with.warnings
+    );
+}
+
+#[test]
+fn separation_is_reported_not_hidden() {
+    let s = Scratch::new();
+    // Perfectly separated: y = 1 exactly when x > 0.
+    let x: Vec<f64> = (0..40).map(|i| i as f64 - 19.5).collect();
+    let y: Vec<f64> = x.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect();
+    write_parquet(&s.path("s.parquet"), &batch(vec![("y", f64s(&y)), ("x", f64s(&x))]));
+    let f = fit_with(&load(&s, "s.parquet", "y ~ x", None), Family::Binomial, None);
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.contains("fitted probabilities numerically 0 or 1")),
+        "{:?}",
+        f.warnings
+    );
+    assert!(
+        f.warnings.iter().any(|w| w.contains("perfect separation")),
+        "{:?}",
+        f.warnings
+    );
+    assert!(f.deviance < 1e-6);
+    // The real quasi-separated case: Adult's single Holand-Netherlands row.
+    let m = ModelInput {
+        formula: "income_gt50k ~ age + native_country".into(),
+        filters: vec![("split".into(), "train".into())],
+        na: NaPolicy::Drop,
+        weights: None,
+    };
+    let opts = IngestOptions {
+        cache_dir: Some(s.cache()),
+        ..Default::default()
+    };
+    let adult = format!("{}/fixtures/adult.parquet", env!("CARGO_MANIFEST_DIR"));
+    let ds = fulcrum::load(&[adult], &m, &opts, &NoProgress).unwrap();
+    let f = fit_with(&ds, Family::Binomial, None);
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.contains("quasi-complete separation") && w.contains("Holand-Netherlands")),
+        "{:?}",
+        f.warnings
+    );
+}
+
+#[test]
+fn non_convergence_is_reported() {
+    let s = Scratch::new();
+    write_parquet(&s.path("g.parquet"), &good_batch(50));
+    let ds = load(&s, "g.parquet", "y ~ age", None);
+    let mut o = FitOptions::new(Family::Gamma, Some(Link::Log)).unwrap();
+    o.max_iter = 2;
+    let f = fit(&ds, &o).unwrap();
+    assert!(!f.converged);
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.contains("did not converge in 2 iterations")),
+        "{:?}",
+        f.warnings
+    );
+}
+
+#[test]
+fn ridge_satisfies_its_optimality_conditions() {
+    let s = Scratch::new();
+    let n = 400;
+    let x1: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+    let x2: Vec<f64> = (0..n).map(|i| ((i * 53) % 97) as f64 / 40.0 - 1.2).collect();
+    let g: Vec<&str> = (0..n).map(|i| ["u", "v", "w", "z"][(i * 7) % 4]).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| {
+            if ((i * 7919) % 100) as f64 / 100.0 < 1.0 / (1.0 + (-(x1[i] - x2[i])).exp()) {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    write_parquet(
+        &s.path("r.parquet"),
+        &batch(vec![
+            ("y", f64s(&y)),
+            ("x1", f64s(&x1)),
+            ("x2", f64s(&x2)),
+            ("g", strs(&g)),
+        ]),
+    );
+    let ds = load(&s, "r.parquet", "y ~ x1 + x2 + g", None);
+    let layout = ds.design().layout.clone();
+    for lambda in [0.0, 0.01, 0.3] {
+        let mut o = FitOptions::new(Family::Binomial, None).unwrap();
+        o.penalty = Penalty::Ridge { lambda };
+        let f = fit(&ds, &o).unwrap();
+        // Gradient of (1/n)·Σ dev/2 + λ/2·‖β‖² (canonical link): −(1/n)·Xᵀ(y − μ) + λβ (no λ on the intercept).
+        let beta = f.beta.clone();
+        let grads = x_beta_pass(&ds.cache, &layout, &beta, |v, eta| {
+            let x = fulcrum::linalg::materialize(v, &layout);
+            let mut gr = vec![0.0; layout.p];
+            for (i, r) in x.iter().enumerate() {
+                let mu = 1.0 / (1.0 + (-eta[i]).exp());
+                for j in 0..layout.p {
+                    gr[j] += r[j] * (v.y[i] - mu);
+                }
+            }
+            gr
+        });
+        for j in 0..layout.p {
+            let score: f64 = grads.iter().map(|gr| gr[j]).sum::<f64>() / n as f64;
+            let pen = if j == 0 { 0.0 } else { lambda * beta[j] };
+            assert!(
+                (score - pen).abs() < 1e-7,
+                "lambda {lambda}, coefficient {j}: score {score} vs {pen}"
+            );
+        }
+        if lambda > 0.0 {
+            assert!(
+                f.std_error.iter().all(|s| s.is_none()),
+                "no standard errors for a penalised fit"
+            );
+        }
+    }
+}
+
+#[test]
+fn fit_cli_writes_summary_and_table() {
+    let s = Scratch::new();
+    let out = s.path("out");
+    let f = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex + native_country";
+    let adult = format!("{}/fixtures/adult.parquet", env!("CARGO_MANIFEST_DIR"));
+    let r = run(assert_cmd::Command::cargo_bin("fulcrum")
+        .unwrap()
+        .args([
+            "fit",
+            &adult,
+            "--formula",
+            f,
+            "--filter",
+            "split=train",
+            "--family",
+            "binomial",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(s.cache()));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Estimate") && r.stdout.contains("Pr(>|z|)") && r.stdout.contains("AIC: 19713.6"),
+        "{}",
+        r.stdout
+    );
+    let j: serde_json::Value = serde_json::from_reader(std::fs::File::open(out.join("summary.json")).unwrap()).unwrap();
+    let reference: serde_json::Value = serde_json::from_reader(
+        std::fs::File::open(format!(
+            "{}/fixtures/reference/sm_adult_logistic.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "family",
+        "link",
+        "n_obs",
+        "n_params",
+        "rank",
+        "coefficients",
+        "deviance",
+        "null_deviance",
+        "aic",
+        "dispersion",
+        "iterations",
+        "converged",
+        "warnings",
+        "timing_s",
+    ] {
+        assert!(j.get(key).is_some(), "summary.json lacks {key}");
+    }
+    assert_eq!(j["n_obs"], 30162);
+    assert_eq!(j["rank"], 81);
+    for (k, c) in j["coefficients"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(c["name"], reference["coef_names"][k]);
+        let (got, want) = (c["estimate"].as_f64().unwrap(), reference["coef"][k].as_f64().unwrap());
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1e-3),
+            "{}: {got} vs {want}",
+            c["name"]
+        );
+        for key in ["std_error", "z_value", "p_value"] {
+            assert!(c[key].is_f64(), "{key}");
+        }
+    }
+    assert!((j["aic"].as_f64().unwrap() - reference["aic"].as_f64().unwrap()).abs() < 1e-6);
+    // No temporary files left beside the summary.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["summary.json"]);
+}
+
+#[test]
+fn fit_cli_usage_errors() {
+    let s = Scratch::new();
+    write_parquet(&s.path("g.parquet"), &good_batch(20));
+    let g = s.path("g.parquet").display().to_string();
+    let base = |extra: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("fulcrum").unwrap();
+        c.args(["fit", &g, "--formula", "y ~ age + region", "--cache-dir"])
+            .arg(s.cache())
+            .args(extra);
+        run(&mut c)
+    };
+    let out = s.path("o");
+    let o = out.display().to_string();
+    for (args, words) in [
+        (vec!["--family", "poison", "--out", &o], "unknown --family 'poison'"),
+        (
+            vec!["--family", "poisson", "--link", "probit", "--out", &o],
+            "link 'probit' is not available for the poisson family",
+        ),
+        (
+            vec!["--penalty", "ridge", "--out", &o],
+            "--penalty ridge needs --lambda",
+        ),
+    ] {
+        let r = base(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(words), "{}", r.stderr);
+    }
+    // --out is an existing file.
+    std::fs::write(s.path("file"), "x").unwrap();
+    let r = base(&["--out", &s.path("file").display().to_string()]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("is not a directory"), "{}", r.stderr);
+    // A response outside the family's support names the file, column and row.
+    let r = base(&["--family", "binomial", "--out", &o]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("g.parquet") && r.stderr.contains("column 'y', row 1"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("summary.json").exists());
+}

@@ -642,7 +642,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     // Coefficients running off to ±∞ (a level or region with all-0/all-1 outcomes, or only zero
     // counts): large in size, with a standard error hundreds of times larger still.
     let diverging: Vec<&str> = (0..p)
-        .filter(|&j| matches!(family, Family::Binomial | Family::Poisson))
+        .filter(|_| matches!(family, Family::Binomial | Family::Poisson))
         .filter(|&j| std_error[j].is_some_and(|se| beta[j].abs() > 10.0 && se > 100.0 * beta[j].abs()))
         .map(|j| design.coef_names[j].as_str())
         .collect();

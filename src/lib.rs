@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod design;
 pub mod error;
 pub mod glm;
+pub mod influence;
 pub mod ingest;
 pub mod inspect;
 pub mod linalg;

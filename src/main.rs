@@ -28,6 +28,20 @@ enum Command {
     Inspect(InspectArgs),
     /// Fit a GLM by IRLS (optionally ridge-penalised) and write DIR/summary.json.
     Fit(FitArgs),
+    /// Fit, then score every row: leverage, residuals, Cook's distance, C-bar, DFFITS (DIR/diagnostics.parquet), DFBETAS of the top rows (DIR/dfbetas.parquet).
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args)]
+struct DiagnoseArgs {
+    #[command(flatten)]
+    fit: FitArgs,
+    /// Use the observed information for the hat matrix (statsmodels' default) instead of the expected (R's).
+    #[arg(long)]
+    observed: bool,
+    /// Number of rows, by largest Cook's distance, that get DFBETAS.
+    #[arg(long, default_value_t = 100)]
+    top_k: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +167,34 @@ struct InspectArgs {
     json: bool,
 }
 
+impl FitArgs {
+    /// Prepare the output directory, load the data, fit.
+    fn run(
+        &self,
+    ) -> Result<
+        (
+            fulcrum::Dataset,
+            fulcrum::glm::Fit,
+            fulcrum::glm::FitOptions,
+            PathBuf,
+            f64,
+        ),
+        Error,
+    > {
+        let opts = self.glm.options()?;
+        let out = fulcrum::report::prepare_out_dir(&self.out)?;
+        let ds = self.model.load()?;
+        let t = std::time::Instant::now();
+        let fit = fulcrum::glm::fit(&ds, &opts)?;
+        Ok((ds, fit, opts, out, t.elapsed().as_secs_f64()))
+    }
+}
+
+fn write_summary(out: &std::path::Path, summary: &serde_json::Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?;
+    fulcrum::report::write_atomic(&out.join("summary.json"), text.as_bytes())
+}
+
 /// indicatif progress on stderr, drawn only when stderr is a terminal.
 struct Bar(ProgressBar);
 
@@ -240,17 +282,53 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Fit(a) => {
-            let opts = a.glm.options()?;
-            let out = fulcrum::report::prepare_out_dir(&a.out)?;
-            let ds = a.model.load()?;
-            let t = std::time::Instant::now();
-            let fit = fulcrum::glm::fit(&ds, &opts)?;
-            let fit_s = t.elapsed().as_secs_f64();
+            let (ds, fit, opts, out, fit_s) = a.run()?;
             let summary = fulcrum::report::fit_summary(&ds, &fit, &opts, &[("fit_total", fit_s)]);
-            let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::Usage(e.to_string()))?;
-            fulcrum::report::write_atomic(&out.join("summary.json"), text.as_bytes())?;
+            write_summary(&out, &summary)?;
             if !a.model.quiet {
                 print!("{}", fulcrum::report::fit_text(&ds, &fit));
+            }
+            Ok(())
+        }
+        Command::Diagnose(a) => {
+            let (ds, fit, opts, out, fit_s) = a.fit.run()?;
+            let t = std::time::Instant::now();
+            let dopts = fulcrum::influence::DiagOptions {
+                observed: a.observed,
+                top_k: a.top_k,
+            };
+            let cols: Vec<String> = fulcrum::influence::RowDiagnostics::COLUMNS
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let mut w =
+                fulcrum::report::parquet::F64TableWriter::create(&out.join("diagnostics.parquet"), "row", &cols)?;
+            let (dsum, dfb) = fulcrum::influence::diagnose(&ds, &fit, &dopts, |d| w.write(&d.row, &d.columns()))?;
+            w.finish()?;
+            let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
+            let mut wb = fulcrum::report::parquet::F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;
+            for (r, vals) in dfb.rows.iter().zip(&dfb.values) {
+                let cols: Vec<&[f64]> = vals.iter().map(std::slice::from_ref).collect();
+                wb.write(std::slice::from_ref(r), &cols)?;
+            }
+            wb.finish()?;
+            let diag_s = t.elapsed().as_secs_f64();
+            let mut summary =
+                fulcrum::report::fit_summary(&ds, &fit, &opts, &[("fit_total", fit_s), ("diagnostics", diag_s)]);
+            summary["diagnostics"] = serde_json::to_value(&dsum).map_err(|e| Error::Usage(e.to_string()))?;
+            write_summary(&out, &summary)?;
+            if !a.fit.model.quiet {
+                print!("{}", fulcrum::report::fit_text(&ds, &fit));
+                println!(
+                    "\nDiagnostics ({} information): sum(hat) = {:.4}; {} rows with hat > 2p/n, {} with |studentized residual| > 3, {} with Cook's D > 4/n",
+                    dsum.information, dsum.sum_hat, dsum.n_high_leverage, dsum.n_large_residual, dsum.n_influential
+                );
+                for t in &dsum.top_cooks {
+                    println!(
+                        "  row {:>10}  cooks_d {:.4e}  hat {:.4}  resid_studentized {:.3}",
+                        t.row, t.cooks_d, t.hat, t.resid_studentized
+                    );
+                }
             }
             Ok(())
         }

@@ -111,6 +111,17 @@ impl Family {
         }
     }
 
+    /// dV/dμ.
+    #[inline]
+    pub fn variance_deriv(self, mu: f64) -> f64 {
+        match self {
+            Family::Binomial => 1.0 - 2.0 * mu,
+            Family::Poisson => 1.0,
+            Family::Gaussian => 0.0,
+            Family::Gamma => 2.0 * mu,
+        }
+    }
+
     /// Why `y` (with prior weight `w`) is outside the family's support, if it is.
     pub fn check_response(self, y: f64) -> Option<&'static str> {
         match self {
@@ -415,6 +426,30 @@ impl Link {
         }
     }
 
+    /// g′(μ) = dη/dμ, as the reciprocal of dμ/dη at η.
+    #[inline]
+    pub fn deriv(self, eta: f64) -> f64 {
+        1.0 / self.mu_eta(eta)
+    }
+
+    /// g″(μ) = d²η/dμ² at μ (η = g(μ) given for the probit case).
+    pub fn deriv2(self, mu: f64, eta: f64) -> f64 {
+        match self {
+            Link::Logit => (2.0 * mu - 1.0) / (mu * mu * (1.0 - mu) * (1.0 - mu)),
+            Link::Probit => {
+                let d = dnorm(eta);
+                eta / (d * d)
+            }
+            Link::Cloglog => {
+                let l = -(-mu).ln_1p();
+                (l - 1.0) / ((1.0 - mu) * (1.0 - mu) * l * l)
+            }
+            Link::Log => -1.0 / (mu * mu),
+            Link::Identity => 0.0,
+            Link::Inverse => 2.0 / (mu * mu * mu),
+        }
+    }
+
     /// Whether μ is in the link's domain.
     pub fn valid_mu(self, mu: f64) -> bool {
         mu.is_finite()
@@ -459,6 +494,22 @@ mod tests {
         for link in [Link::Log, Link::Inverse, Link::Identity] {
             for &mu in &[0.01, 1.0, 7.5] {
                 assert!((link.inverse(link.link(mu)) - mu).abs() < 1e-12 * mu);
+            }
+        }
+    }
+
+    #[test]
+    fn second_derivatives_are_derivatives_of_the_first() {
+        for link in [Link::Logit, Link::Probit, Link::Cloglog, Link::Log, Link::Inverse] {
+            for &mu in &[0.05, 0.3, 0.6] {
+                let h = 1e-6;
+                let gp = |m: f64| 1.0 / link.mu_eta(link.link(m));
+                let num = (gp(mu + h) - gp(mu - h)) / (2.0 * h);
+                let got = link.deriv2(mu, link.link(mu));
+                assert!(
+                    (num - got).abs() < 1e-5 * (1.0 + got.abs()),
+                    "{link:?} {mu}: {num} vs {got}"
+                );
             }
         }
     }

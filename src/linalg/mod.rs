@@ -414,6 +414,44 @@ pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: 
     }
 }
 
+/// Rows `i` of the chunk for which `want(i)`, each as a dense vector over the `cols` columns
+/// (sorted global indices): `(i, x_i[cols])`. O(|cols|) per selected row.
+pub fn materialize_rows(
+    v: &ChunkView,
+    layout: &Layout,
+    cols: &[usize],
+    want: impl Fn(usize) -> bool,
+) -> Vec<(usize, Vec<f64>)> {
+    let s = ColumnSubset::new(layout.p, cols);
+    let mut out = Vec::new();
+    for i in (0..v.n).filter(|&i| want(i)) {
+        let mut x = vec![0.0; s.len()];
+        if layout.intercept {
+            if let Some(l) = s.local(0) {
+                x[l] = 1.0;
+            }
+        }
+        for j in 0..layout.n_dense {
+            if let Some(l) = s.local(layout.dense_offset() + j) {
+                x[l] = v.dense_col(j)[i];
+            }
+        }
+        for (k, blk) in layout.cats.iter().enumerate() {
+            if let Some(l) = blk.column(v.cat_col(k)[i]).and_then(|j| s.local(j)) {
+                x[l] = 1.0;
+            }
+        }
+        let (idx, val) = v.sparse_row(i);
+        for (&j, &a) in idx.iter().zip(val) {
+            if let Some(l) = s.local(layout.sparse_offset + j as usize) {
+                x[l] += a;
+            }
+        }
+        out.push((i, x));
+    }
+    out
+}
+
 /// The chunk as a dense row-major n×p matrix. For tests and tiny data only.
 pub fn materialize(v: &ChunkView, layout: &Layout) -> Vec<Vec<f64>> {
     let mut rows = vec![vec![0.0; layout.p]; v.n];

@@ -1,6 +1,8 @@
 //! Writing results: atomic file writes, `summary.json`, and the R-style coefficient table.
 //! Computes no statistics of its own: it formats what `glm` and `influence` return.
 
+pub mod parquet;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

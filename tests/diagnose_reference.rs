@@ -3,127 +3,31 @@
 //! statsmodels' default hat uses the observed information (`--observed` here); its
 //! `observed=False` arrays (`*_expected`) are R's convention, our default.
 
+mod common;
+
 use std::collections::HashMap;
-use std::fs::File;
 
-use fulcrum::design::{ModelInput, NaPolicy};
-use fulcrum::glm::{fit, Family, FitOptions, Link};
+use common::reference::{load, model_of, reference};
+use fulcrum::glm::{fit, Family, FitOptions};
 use fulcrum::influence::{diagnose, DiagOptions, RowDiagnostics};
-use fulcrum::ingest::IngestOptions;
-use fulcrum::progress::NoProgress;
-use serde_json::Value;
-
-fn fixture(name: &str) -> String {
-    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Model {
-    data: String,
-    formula: String,
-    filters: Vec<(String, String)>,
-    weights: Option<String>,
-    family: Family,
-    link: Option<Link>,
-}
-
-/// The model of a reference file: its `fulcrum` block, or (for reference.py's files) rebuilt
-/// from the design description.
-fn model_of(r: &Value) -> Model {
-    if let Some(f) = r.get("fulcrum") {
-        return Model {
-            data: f["input"].as_str().unwrap().trim_start_matches("fixtures/").to_string(),
-            formula: f["formula"].as_str().unwrap().to_string(),
-            filters: f["filters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| split(x.as_str().unwrap()))
-                .collect(),
-            weights: f["weights"].as_str().map(str::to_string),
-            family: Family::parse(f["family"].as_str().unwrap()).unwrap(),
-            link: Link::parse(f["link"].as_str().unwrap()),
-        };
-    }
-    let d = &r["design"];
-    let logs: Vec<&str> = r["transforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str().unwrap().strip_suffix("=log"))
-        .collect();
-    let mut terms: Vec<String> = d["numeric"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let c = c.as_str().unwrap();
-            if logs.contains(&c) {
-                format!("log({c})")
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    terms.extend(
-        d["categorical"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| format!("C({})", c.as_str().unwrap())),
-    );
-    let label = r["label"].as_str().unwrap();
-    let lhs = match r["failures"].as_str() {
-        Some(f) => format!("cbind({label}, {f})"),
-        None => label.to_string(),
-    };
-    let data = r["data"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
-    Model {
-        data,
-        formula: format!("{lhs} ~ {}", terms.join(" + ")),
-        filters: r["filters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| split(x.as_str().unwrap()))
-            .collect(),
-        weights: None,
-        family: Family::parse(r["family"].as_str().unwrap()).unwrap(),
-        link: Link::parse(r["link"].as_str().unwrap()),
-    }
-}
 
 /// Reads one diagnostics column.
 type Getter = fn(&RowDiagnostics) -> &Vec<f64>;
 
-fn split(s: &str) -> (String, String) {
-    let (a, b) = s.split_once('=').unwrap();
-    (a.to_string(), b.to_string())
-}
-
 /// Run diagnostics and compare every per-row array present in the reference. `skip_rows` are
 /// row ids excluded (documented degenerate rows); returns the worst relative error seen.
-fn check(reference: &str, observed: bool, skip_rows: &[u64]) -> f64 {
-    check_with(reference, observed, skip_rows, true)
+fn check(name: &str, observed: bool, skip_rows: &[u64]) -> f64 {
+    check_with(name, observed, skip_rows, true)
 }
 
 /// `tight`: refit to tol 1e-12 (statsmodels' values are at its converged μ). Off for fits with
 /// separated coefficients, whose per-row values depend on the stopping iteration: there the
 /// default tolerance stops where statsmodels stopped.
-fn check_with(reference: &str, observed: bool, skip_rows: &[u64], tight: bool) -> f64 {
-    let r: Value = serde_json::from_reader(File::open(fixture(&format!("reference/{reference}"))).unwrap()).unwrap();
+fn check_with(name: &str, observed: bool, skip_rows: &[u64], tight: bool) -> f64 {
+    let r = reference(name);
     let m = model_of(&r);
     let tmp = tempfile::tempdir().unwrap();
-    let input = ModelInput {
-        formula: m.formula.clone(),
-        filters: m.filters.clone(),
-        na: NaPolicy::Drop,
-        weights: m.weights.clone(),
-    };
-    let opts = IngestOptions {
-        cache_dir: Some(tmp.path().to_path_buf()),
-        ..Default::default()
-    };
-    let ds = fulcrum::load(&[fixture(&m.data)], &input, &opts, &NoProgress).unwrap();
+    let ds = load(&m, tmp.path());
     let mut fo = FitOptions::new(m.family, m.link).unwrap();
     // Compare against the converged optimum: statsmodels' per-row values are at its final μ.
     if tight {
@@ -214,12 +118,8 @@ fn check_with(reference: &str, observed: bool, skip_rows: &[u64], tight: bool) -
             "{key}: every row compared"
         );
     }
-    assert!(compared >= 4, "{reference}: only {compared} arrays compared");
-    assert!(
-        bad.is_empty(),
-        "{reference} (observed = {observed}):\n{}",
-        bad.join("\n")
-    );
+    assert!(compared >= 4, "{name}: only {compared} arrays compared");
+    assert!(bad.is_empty(), "{name} (observed = {observed}):\n{}", bad.join("\n"));
     worst
 }
 

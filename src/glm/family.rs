@@ -349,7 +349,7 @@ impl Link {
             "cloglog" => Link::Cloglog,
             "log" => Link::Log,
             "identity" => Link::Identity,
-            "inverse" | "inverse_power" => Link::Inverse,
+            "inverse" | "inverse_power" | "inversepower" => Link::Inverse,
             _ => return None,
         })
     }

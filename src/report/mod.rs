@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::glm::{Fit, FitOptions, Penalty};
 use crate::ingest::Dataset;
 
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`. A crash leaves either the old file or none, never half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The temporary name `path` is written under before it is renamed into place:
+/// `.<name>.tmp-<pid>` in the same directory (so the rename is atomic).
+pub fn temp_path(path: &Path) -> PathBuf {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -23,7 +23,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over `path`. A crash leaves either the old file or none, never half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -27,15 +27,7 @@ impl F64TableWriter {
         let mut fields = vec![Field::new(id_name, DataType::UInt64, false)];
         fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
         let schema = Arc::new(Schema::new(fields));
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = super::temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::Cache {

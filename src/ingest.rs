@@ -287,6 +287,7 @@ fn build(
         chunks,
     };
     let sparse_remap: Option<&(dyn Fn(u32) -> u32 + Sync)> = if n_sparse > 1 { Some(&remap_sparse) } else { None };
-    builder.finish(manifest, &cat_remap, sparse_remap)?;
+    let drop_first: Vec<bool> = manifest.design.layout.cats.iter().map(|c| c.drop_first).collect();
+    builder.finish(manifest, &cat_remap, &drop_first, sparse_remap)?;
     Ok(())
 }

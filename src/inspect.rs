@@ -89,22 +89,15 @@ pub struct InspectReport {
     pub timings: IngestTimings,
 }
 
-/// Build the report for a loaded dataset (one cheap pass to count nonzeros).
+/// Build the report for a loaded dataset (from the manifest alone).
 pub fn inspect(ds: &Dataset) -> InspectReport {
     let d = ds.design();
     let layout = &d.layout;
     let counts = ds.counts();
-    let (sparse_nnz, cat_nz): (u64, u64) = ds.cache.par_fold(
-        || (0u64, 0u64),
-        |(s, c), v| {
-            let mut cz = 0u64;
-            for (k, blk) in layout.cats.iter().enumerate() {
-                cz += v.cat_col(k).iter().filter(|&&code| blk.column(code).is_some()).count() as u64;
-            }
-            (s + v.nnz() as u64, c + cz)
-        },
-        |a, b| (a.0 + b.0, a.1 + b.1),
-    );
+    // From the manifest (counted at build): inspect never touches the mapped chunk data.
+    let chunks = &ds.cache.manifest().chunks;
+    let sparse_nnz: u64 = chunks.iter().map(|c| c.nnz).sum();
+    let cat_nz: u64 = chunks.iter().map(|c| c.cat_nnz).sum();
     let dense_nz = counts.n_obs * (layout.intercept as u64 + layout.n_dense as u64);
     let categorical = d
         .spec

@@ -46,6 +46,9 @@ fn inspect_json_matches_statsmodels_design() {
     assert_eq!(j["coef_names"], r["coef_names"]);
     assert_eq!(j["cache"]["status"], "built");
     assert_eq!(j["blocks"]["categorical"][6]["n_levels"], 41);
+    // Independently (pyarrow over the same rows): 30162 × (intercept + 5 dense) + 179707
+    // non-reference categorical entries.
+    assert_eq!(j["nnz"], 360679);
     // Second run reuses the cache and reports the same design.
     let again = inspect(tmp.path(), &["--json"]).success();
     let k: Value = serde_json::from_slice(&again.get_output().stdout).unwrap();

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::source::FileFingerprint;
 
 /// Bumped whenever the chunk file layout or manifest meaning changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"FULCHNK1";
 const HEADER: usize = 64;
 const ALIGN: usize = 64;
@@ -59,6 +59,9 @@ pub struct ChunkEntry {
     pub bytes: u64,
     /// xxh3-64 of the whole file.
     pub xxh3: u64,
+    /// Categorical entries that are design nonzeros (codes of a non-dropped level), summed over
+    /// the chunk's categorical columns: recorded at build so `inspect` need not touch the data.
+    pub cat_nnz: u64,
 }
 
 /// The cache manifest: what was read, how it was encoded, and the chunk list.
@@ -499,21 +502,24 @@ impl CacheBuilder {
             nnz: chunk.indices.len() as u64,
             bytes,
             xxh3: 0,
+            cat_nnz: 0,
         })
     }
 
     /// Rewrite provisional categorical codes (`cat_remap[k][provisional] = final`) and sparse
-    /// indices (`sparse_remap(provisional) = final`) in place, checksum every chunk, write the
-    /// manifest, and atomically publish the directory. If another process published the same
-    /// cache first, that one is kept.
+    /// indices (`sparse_remap(provisional) = final`) in place, count each chunk's categorical
+    /// nonzeros (level 0 of block k is a design zero when `cat_drop_first[k]`), checksum every
+    /// chunk, write the manifest, and atomically publish the directory. If another process
+    /// published the same cache first, that one is kept.
     pub fn finish(
         mut self,
         mut manifest: Manifest,
         cat_remap: &[Vec<u32>],
+        cat_drop_first: &[bool],
         sparse_remap: Option<&(dyn Fn(u32) -> u32 + Sync)>,
     ) -> Result<PathBuf> {
         let tmp = self.tmp.clone();
-        let sums: Vec<Result<u64>> = manifest
+        let sums: Vec<Result<(u64, u64)>> = manifest
             .chunks
             .par_iter()
             .map(|e| {
@@ -530,12 +536,15 @@ impl CacheBuilder {
                     msg: m,
                 })?;
                 let o = h.offsets();
+                let mut cat_nnz = 0u64;
                 if h.n_cat > 0 && !cat_remap.is_empty() {
                     let codes: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.cat..o.cat + 4 * h.n * h.n_cat]);
                     for (k, col) in codes.chunks_mut(h.n.max(1)).enumerate().take(h.n_cat) {
                         let r = &cat_remap[k];
+                        let drop = cat_drop_first.get(k).copied().unwrap_or(true);
                         for c in col {
                             *c = r[*c as usize];
+                            cat_nnz += (!drop || *c != 0) as u64;
                         }
                     }
                 }
@@ -547,11 +556,11 @@ impl CacheBuilder {
                 }
                 // No msync here: the kernel writes the pages back; a cache cut short by a crash
                 // fails its checksums on the next open and is rebuilt.
-                Ok(xxhash_rust::xxh3::xxh3_64(&map))
+                Ok((xxhash_rust::xxh3::xxh3_64(&map), cat_nnz))
             })
             .collect();
         for (e, s) in manifest.chunks.iter_mut().zip(sums) {
-            e.xxh3 = s?;
+            (e.xxh3, e.cat_nnz) = s?;
         }
         let mpath = self.tmp.join(MANIFEST);
         let text = serde_json::to_string(&manifest).map_err(|e| Error::Cache {

@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -193,7 +193,13 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
     Ok(pos as u64)
 }
 
+#[cfg(test)]
 fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    parse_header_len(bytes, bytes.len())
+}
+
+/// Parse the header in `bytes` (at least its first 64 bytes) of a file of `len` bytes.
+fn parse_header_len(bytes: &[u8], len: usize) -> std::result::Result<Header, String> {
     if bytes.len() < HEADER || &bytes[0..8] != MAGIC {
         return Err("not a fulcrum chunk file".into());
     }
@@ -217,10 +223,9 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if h.n > (1 << 40) || h.n_dense > (1 << 24) || h.n_cat > (1 << 24) || h.nnz > (1 << 40) {
         return Err("implausible header".into());
     }
-    if h.offsets().end != bytes.len() {
+    if h.offsets().end != len {
         return Err(format!(
-            "size {} does not match its header ({} expected)",
-            bytes.len(),
+            "size {len} does not match its header ({} expected)",
             h.offsets().end
         ));
     }
@@ -368,7 +373,16 @@ impl ChunkCache {
                 if map.len() as u64 != e.bytes {
                     return Err(format!("{} has {} bytes, manifest says {}", e.file, map.len(), e.bytes));
                 }
-                let header = parse_header(&map).map_err(|m| format!("{}: {m}", e.file))?;
+                // The header is read through the file, not the mapping, so opening a cache
+                // faults in none of its pages (they come in as passes read them).
+                let mut head = [0u8; HEADER];
+                {
+                    use std::os::unix::fs::FileExt;
+                    let f = File::open(&p).map_err(|err| format!("{}: {err}", e.file))?;
+                    f.read_exact_at(&mut head, 0)
+                        .map_err(|err| format!("{}: {err}", e.file))?;
+                }
+                let header = parse_header_len(&head, map.len()).map_err(|m| format!("{}: {m}", e.file))?;
                 if header.n as u64 != e.n_rows || header.nnz as u64 != e.nnz {
                     return Err(format!("{}: header disagrees with the manifest", e.file));
                 }
@@ -524,39 +538,54 @@ impl CacheBuilder {
             .par_iter()
             .map(|e| {
                 let p = tmp.join(&e.file);
+                // Plain positioned reads and writes, no mapping: finishing never makes the cache
+                // resident in this process.
+                use std::os::unix::fs::FileExt;
                 let f = fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&p)
                     .map_err(|er| Error::io(&p, er))?;
-                // SAFETY: the file is private to this builder's temporary directory.
-                let mut map = unsafe { MmapMut::map_mut(&f) }.map_err(|er| Error::io(&p, er))?;
-                let h = parse_header(&map).map_err(|m| Error::Cache {
+                let io = |er| Error::io(&p, er);
+                let len = f.metadata().map_err(io)?.len() as usize;
+                let mut head = [0u8; HEADER];
+                f.read_exact_at(&mut head, 0).map_err(io)?;
+                let h = parse_header_len(&head, len).map_err(|m| Error::Cache {
                     path: p.clone(),
                     msg: m,
                 })?;
                 let o = h.offsets();
+                let rewrite = |at: usize, count: usize, f_map: &mut dyn FnMut(usize, &mut [u32])| -> Result<()> {
+                    let mut buf = vec![0u32; count];
+                    f.read_exact_at(bytemuck::cast_slice_mut(&mut buf), at as u64)
+                        .map_err(io)?;
+                    f_map(count, &mut buf);
+                    f.write_all_at(bytemuck::cast_slice(&buf), at as u64).map_err(io)
+                };
                 let mut cat_nnz = 0u64;
                 if h.n_cat > 0 && !cat_remap.is_empty() {
-                    let codes: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.cat..o.cat + 4 * h.n * h.n_cat]);
-                    for (k, col) in codes.chunks_mut(h.n.max(1)).enumerate().take(h.n_cat) {
-                        let r = &cat_remap[k];
-                        let drop = cat_drop_first.get(k).copied().unwrap_or(true);
-                        for c in col {
-                            *c = r[*c as usize];
-                            cat_nnz += (!drop || *c != 0) as u64;
+                    rewrite(o.cat, h.n * h.n_cat, &mut |_, codes: &mut [u32]| {
+                        for (k, col) in codes.chunks_mut(h.n.max(1)).enumerate().take(h.n_cat) {
+                            let r = &cat_remap[k];
+                            let drop = cat_drop_first.get(k).copied().unwrap_or(true);
+                            for c in col {
+                                *c = r[*c as usize];
+                                cat_nnz += (!drop || *c != 0) as u64;
+                            }
                         }
-                    }
+                    })?;
                 }
                 if let Some(remap) = sparse_remap {
-                    let idx: &mut [u32] = bytemuck::cast_slice_mut(&mut map[o.indices..o.indices + 4 * h.nnz]);
-                    for j in idx {
-                        *j = remap(*j);
-                    }
+                    rewrite(o.indices, h.nnz, &mut |_, idx: &mut [u32]| {
+                        for j in idx {
+                            *j = remap(*j);
+                        }
+                    })?;
                 }
-                // No msync here: the kernel writes the pages back; a cache cut short by a crash
+                // No fsync here: the kernel writes the pages back; a cache cut short by a crash
                 // fails its checksums on the next open and is rebuilt.
-                Ok((xxhash_rust::xxh3::xxh3_64(&map), cat_nnz))
+                drop(f);
+                Ok((file_xxh3(&p)?, cat_nnz))
             })
             .collect();
         for (e, s) in manifest.chunks.iter_mut().zip(sums) {

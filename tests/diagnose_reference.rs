@@ -164,3 +164,61 @@ fn non_canonical_links_observed_and_expected() {
     }
     check("sm_extra_insurance_charges_gaussian_log.json", false, &[]);
 }
+
+#[test]
+fn dfbetas_match_statsmodels_one_step() {
+    // statsmodels: dfbetas = d_params / bse with the one-step d_params (GLMInfluence), dumped by
+    // scripts/reference/run_dfbeta_reference.sh for the insurance logistic model (tol 1e-12).
+    let r = reference("sm_dfbeta_insurance_smoker_logistic.json");
+    let m = model_of(&r);
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = load(&m, tmp.path());
+    let mut fo = FitOptions::new(m.family, m.link).unwrap();
+    fo.tol = 1e-12;
+    let f = fit(&ds, &fo).unwrap();
+    let (_, dfb) = diagnose(
+        &ds,
+        &f,
+        &DiagOptions {
+            observed: false,
+            top_k: 25,
+        },
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(dfb.rows.len(), 25);
+    assert_eq!(dfb.coefs, (0..9).collect::<Vec<_>>());
+    let ids: Vec<u64> = r["row_index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let bse: Vec<f64> = r["bse"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // The 25 rows are the 25 largest Cook's distances, in decreasing order.
+    let cooks: Vec<f64> = r["cooks_distance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|&a, &b| cooks[b].total_cmp(&cooks[a]));
+    let want_rows: Vec<u64> = order.iter().take(25).map(|&k| ids[k]).collect();
+    assert_eq!(dfb.rows, want_rows);
+    for (row, vals) in dfb.rows.iter().zip(&dfb.values) {
+        let k = ids.iter().position(|id| id == row).unwrap();
+        for (j, got) in vals.iter().enumerate() {
+            let want = r["dfbeta_one_step"][k][j].as_f64().unwrap() / bse[j];
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "row {row}, coef {j}: {got} vs {want}"
+            );
+        }
+    }
+}

@@ -75,7 +75,10 @@ proptest! {
         let b = fit_tight(&load(&s, "d.parquet", "y ~ x + g", None), fam);
         for j in 0..a.beta.len() {
             prop_assert!(rel(a.beta[j], b.beta[j]) < 1e-8, "beta {j}: {} vs {}", a.beta[j], b.beta[j]);
-            prop_assert!(rel(a.std_error[j].unwrap(), b.std_error[j].unwrap()) < 1e-8, "se {j}: {:?} vs {:?}", a.std_error[j], b.std_error[j]);
+            // Standard errors use the weights of the final IRLS step (R's and statsmodels'
+        // convention), one step behind β̂; the two routes' last steps differ by ~sqrt(ΔD)
+        // ≈ 1e-7 at the deviance floor, so compare SEs at 1e-6.
+        prop_assert!(rel(a.std_error[j].unwrap(), b.std_error[j].unwrap()) < 1e-6, "se {j}: {:?} vs {:?}", a.std_error[j], b.std_error[j]);
         }
         prop_assert!(rel(a.deviance, b.deviance) < 1e-9);
         prop_assert!(rel(a.aic, b.aic) < 1e-9, "aic {} vs {}", a.aic, b.aic);

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::reference::{load, model_of, reference};
+use common::reference::{json_f64s, json_u64s, load, model_of, reference};
 use fulcrum::glm::{fit, Family, FitOptions};
 use fulcrum::influence::{diagnose, DiagOptions, RowDiagnostics};
 
@@ -45,12 +45,7 @@ fn check_with(name: &str, observed: bool, skip_rows: &[u64], tight: bool) -> f64
         "sum hat {}",
         summary.sum_hat
     );
-    let ids: Vec<u64> = r["row_index"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = json_u64s(&r["row_index"]);
     let pos: HashMap<u64, usize> = ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
     let suffix = if observed { "" } else { "_expected" };
     let pairs: Vec<(String, Getter)> = vec![
@@ -188,25 +183,10 @@ fn dfbetas_match_statsmodels_one_step() {
     .unwrap();
     assert_eq!(dfb.rows.len(), 25);
     assert_eq!(dfb.coefs, (0..9).collect::<Vec<_>>());
-    let ids: Vec<u64> = r["row_index"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    let bse: Vec<f64> = r["bse"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let ids: Vec<u64> = json_u64s(&r["row_index"]);
+    let bse: Vec<f64> = json_f64s(&r["bse"]);
     // The 25 rows are the 25 largest Cook's distances, in decreasing order.
-    let cooks: Vec<f64> = r["cooks_distance"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let cooks: Vec<f64> = json_f64s(&r["cooks_distance"]);
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by(|&a, &b| cooks[b].total_cmp(&cooks[a]));
     let want_rows: Vec<u64> = order.iter().take(25).map(|&k| ids[k]).collect();

@@ -530,6 +530,8 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     let mut beta = scatter(&factor, factor.solve(&st0.xtwz));
     let mut beta_prev: Option<Vec<f64>> = None;
     let mut dev_prev = st0.dev.value();
+    // The first pass's p×p accumulator is not needed again (3 GiB at p = 20k).
+    drop(st0);
     let mut iterations = 1usize;
     let mut converged = false;
     let mut halved = false;

@@ -126,3 +126,13 @@ pub fn reference_name(ours: &str, r: &Value) -> String {
     }
     ours.to_string()
 }
+
+/// A JSON array of numbers as f64.
+pub fn json_f64s(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// A JSON array of non-negative integers as u64.
+pub fn json_u64s(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}

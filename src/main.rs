@@ -307,10 +307,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             w.finish()?;
             let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
             let mut wb = fulcrum::report::parquet::F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;
-            for (r, vals) in dfb.rows.iter().zip(&dfb.values) {
-                let cols: Vec<&[f64]> = vals.iter().map(std::slice::from_ref).collect();
-                wb.write(std::slice::from_ref(r), &cols)?;
-            }
+            // One row group: the values transposed to one column per coefficient.
+            let cols: Vec<Vec<f64>> = (0..names.len())
+                .map(|c| dfb.values.iter().map(|r| r[c]).collect())
+                .collect();
+            let col_refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            wb.write(&dfb.rows, &col_refs)?;
             wb.finish()?;
             let diag_s = t.elapsed().as_secs_f64();
             let mut summary =

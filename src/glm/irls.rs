@@ -309,6 +309,10 @@ impl PassStats {
     }
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// Per-thread scratch of a pass.
 #[derive(Default)]
 struct Scratch {
@@ -328,8 +332,10 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
     let tiny = 10.0 * f64::EPSILON;
     let st = ds.cache.par_fold_groups(
         groups,
-        || (PassStats::zeros(p, true), Scratch::default()),
-        |(mut acc, mut s), v| {
+        || PassStats::zeros(p, true),
+        |mut acc, v| {
+            // Per-worker scratch, reused across chunks and passes (no page faults per pass).
+            let mut s = SCRATCH.with(|c| c.take());
             // faer may have run AVX-512 code on this worker (the solve between passes).
             crate::linalg::clear_upper_simd_state();
             let n = v.n;
@@ -384,11 +390,12 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
             }
             sandwich(&v, layout, &s.w, all, &mut acc.gram, &mut s.sandwich);
             xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
-            (acc, s)
+            SCRATCH.with(|c| c.replace(s));
+            acc
         },
-        |a, b| (a.0.merge(b.0), a.1),
+        PassStats::merge,
     );
-    let mut out = st.0;
+    let mut out = st;
     symmetrize_lower(&mut out.gram, p);
     out
 }
@@ -530,13 +537,15 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     let mut beta = scatter(&factor, factor.solve(&st0.xtwz));
     let mut beta_prev: Option<Vec<f64>> = None;
     let mut dev_prev = st0.dev.value();
+    // The null model's deviance does not depend on β: the first pass's sum is the answer.
+    let null_dev0 = st0.null_dev.value();
     // The first pass's p×p accumulator is not needed again (3 GiB at p = 20k).
     drop(st0);
     let mut iterations = 1usize;
     let mut converged = false;
     let mut halved = false;
     let st = loop {
-        let mut st = irls_pass(ds, opts, Eval::Beta(&beta), null, &all);
+        let mut st = irls_pass(ds, opts, Eval::Beta(&beta), NullModel::Separate, &all);
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
         loop {
@@ -561,7 +570,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
             for (b, q) in beta.iter_mut().zip(prev) {
                 *b = 0.5 * (*b + q);
             }
-            st = irls_pass(ds, opts, Eval::Beta(&beta), null, &all);
+            st = irls_pass(ds, opts, Eval::Beta(&beta), NullModel::Separate, &all);
             obj = st.dev.value() + penalty_of(&beta);
         }
         let change = (obj - dev_prev).abs();
@@ -619,7 +628,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     }
     let null_deviance = match null {
         NullModel::Separate => null_deviance_with_offset(ds, opts, ybar),
-        _ => st.null_dev.value(),
+        _ => null_dev0,
     };
     let aic = aic_sums(ds, opts, &beta).aic(family, st.dev.value(), rank);
     if aliased.iter().any(|&a| a) {

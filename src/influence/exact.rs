@@ -72,6 +72,8 @@ pub struct RowDiagnostics {
     pub cbar: Vec<f64>,
     /// DFFITS.
     pub dffits: Vec<f64>,
+    /// Not written out: √wᵢ·r_P,ᵢ/(1 − hᵢ), the factor of F⁻¹xᵢ in the row's one-step DFBETA.
+    pub dfbeta_scale: Vec<f64>,
 }
 
 impl RowDiagnostics {
@@ -130,7 +132,7 @@ pub struct DiagSummary {
 }
 
 /// One row in the top list.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TopRow {
     /// Input row id.
     pub row: u64,
@@ -165,8 +167,9 @@ pub struct Dfbetas {
     pub values: Vec<Vec<f64>>,
 }
 
+/// A top-K candidate (ordered by Cook's distance, then row id) and its row's DFBETA scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct ByCooks(f64, u64);
+struct ByCooks(TopRow, f64);
 impl Eq for ByCooks {}
 impl PartialOrd for ByCooks {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -176,7 +179,7 @@ impl PartialOrd for ByCooks {
 impl Ord for ByCooks {
     // Reversed: the heap's top is the smallest kept value.
     fn cmp(&self, o: &Self) -> Ordering {
-        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
+        o.0.cooks_d.total_cmp(&self.0.cooks_d).then(o.0.row.cmp(&self.0.row))
     }
 }
 
@@ -333,6 +336,7 @@ pub fn diagnose(
             d.cooks_d.push(cd);
             d.cbar.push(cb);
             d.dffits.push(df);
+            d.dfbeta_scale.push(w.max(0.0).sqrt() * rp / (1.0 - h));
         }
         d
     };
@@ -358,7 +362,13 @@ pub fn diagnose(
                 n_inf += (d.cooks_d[i] > cut.cooks_d) as u64;
                 n_one += (d.hat[i] >= HAT_ONE) as u64;
                 if d.cooks_d[i].is_finite() {
-                    heap.push(ByCooks(d.cooks_d[i], d.row[i]));
+                    let t = TopRow {
+                        row: d.row[i],
+                        cooks_d: d.cooks_d[i],
+                        hat: d.hat[i],
+                        resid_studentized: d.resid_studentized[i],
+                    };
+                    heap.push(ByCooks(t, d.dfbeta_scale[i]));
                     if heap.len() > k {
                         heap.pop();
                     }
@@ -370,7 +380,7 @@ pub fn diagnose(
     }
     let mut top: Vec<ByCooks> = heap.into_vec();
     top.sort();
-    let top_rows: Vec<u64> = top.iter().map(|b| b.1).collect();
+    let top_rows: Vec<u64> = top.iter().map(|b| b.0.row).collect();
 
     // DFBETAS for the top rows: d_params = F⁻¹ xᵢ √wᵢ r_P,ᵢ/(1 − hᵢ), divided by the SEs.
     let wanted: std::collections::HashMap<u64, usize> = top_rows
@@ -380,42 +390,28 @@ pub fn diagnose(
         .map(|(r, &id)| (id, r))
         .collect();
     let mut values = vec![vec![0.0; m]; wanted.len()];
-    let mut top_list: Vec<TopRow> = Vec::new();
     let bse: Vec<f64> = (0..m).map(|c| (minv[(c, c)] * phi).sqrt()).collect();
-    let found: Vec<Vec<(usize, Vec<f64>, TopRow)>> = ds.cache.par_map(|_, v| {
-        let mut out = Vec::new();
+    // Second pass: only the wanted rows' x_i are read; their scales came from the first pass.
+    let found: Vec<Vec<(usize, Vec<f64>)>> = ds.cache.par_map(|_, v| {
         if !v.row_id.iter().any(|r| wanted.contains_key(r)) {
-            return out;
+            return Vec::new();
         }
-        let d = per_chunk(v);
         let x = crate::linalg::materialize_rows(&v, layout, &fit.kept, |i| wanted.contains_key(&v.row_id[i]));
-        for (i, xi) in x {
-            let (y, a) = response(&v, i);
-            let w = if a == 0.0 {
-                0.0
-            } else {
-                hat_weight(fit, opts.observed, y, a, d.eta[i], d.mu[i])
-            };
-            let scale = w.max(0.0).sqrt() * d.resid_pearson[i] / (1.0 - d.hat[i]);
-            let dp: Vec<f64> = (0..m)
-                .map(|c| (0..m).map(|b| mfull[b * m + c] * xi[b]).sum::<f64>() * scale / bse[c])
-                .collect();
-            let tr = TopRow {
-                row: d.row[i],
-                cooks_d: d.cooks_d[i],
-                hat: d.hat[i],
-                resid_studentized: d.resid_studentized[i],
-            };
-            out.push((wanted[&v.row_id[i]], dp, tr));
-        }
-        out
+        x.into_iter()
+            .map(|(i, xi)| {
+                let r = wanted[&v.row_id[i]];
+                let scale = top[r].1;
+                let dp: Vec<f64> = (0..m)
+                    .map(|c| (0..m).map(|b| mfull[b * m + c] * xi[b]).sum::<f64>() * scale / bse[c])
+                    .collect();
+                (r, dp)
+            })
+            .collect()
     });
-    for (r, dp, tr) in found.into_iter().flatten() {
+    for (r, dp) in found.into_iter().flatten() {
         values[r] = dp;
-        top_list.push(tr);
     }
-    top_list.sort_by(|a, b| b.cooks_d.total_cmp(&a.cooks_d));
-    top_list.truncate(10);
+    let top_list: Vec<TopRow> = top.iter().take(10).map(|b| b.0).collect();
     let mut notes = vec![format!(
         "cooks_d uses p = rank = {} (R); statsmodels divides by the number of columns ({})",
         fit.rank, p

@@ -221,6 +221,7 @@ pub struct SandwichScratch {
     b: Vec<f64>,
     cats: Vec<usize>,
     sparse: Vec<(usize, f64)>,
+    cross: Vec<f64>,
 }
 
 /// `acc += (Xᵀ W X)[S, S]`, lower triangle only, for the subset `s` of size m; `acc` is m×m
@@ -273,65 +274,85 @@ pub fn sandwich(
         );
         clear_upper_simd_state();
     }
-    // Categorical and sparse entries, per row.
-    let cat_cols: Vec<Vec<Option<usize>>> = layout
+    // Categorical and sparse entries, per row. Their products with the dense-like columns go
+    // to `scratch.cross` (local row × dense-like column, row-major) so that each row adds one
+    // contiguous d-vector per nonzero instead of d strided scalars; it is folded into `acc`
+    // once per chunk.
+    let cat_locals: Vec<Vec<u32>> = layout
         .cats
         .iter()
         .map(|blk| {
             (0..blk.n_levels)
-                .map(|c| blk.column(c).and_then(|j| s.local(j)))
+                .map(|c| blk.column(c).and_then(|j| s.local(j)).map_or(ABSENT, |l| l as u32))
                 .collect()
         })
         .collect();
     let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
-    if cat_cols.iter().all(|c| c.iter().all(|x| x.is_none())) && !has_sparse {
+    if cat_locals.iter().all(|c| c.iter().all(|&x| x == ABSENT)) && !has_sparse {
         return;
     }
-    let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
+    // Row i's dense-like values times w_i are scratch.b[col * n + i] (computed above).
+    let cross = &mut scratch.cross;
+    cross.clear();
+    cross.resize(m * d, 0.0);
+    let mut wx = vec![0.0; d];
+    let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
     for i in 0..n {
         let wi = w[i];
         if wi == 0.0 {
             continue;
         }
+        for (col, x) in wx.iter_mut().enumerate() {
+            *x = scratch.b[col * n + i];
+        }
         scratch.cats.clear();
-        for (k, cc) in cat_cols.iter().enumerate() {
-            if let Some(l) = cc[v.cat_col(k)[i] as usize] {
-                scratch.cats.push(l);
+        for (cl, c) in cat_locals.iter().zip(&codes) {
+            let l = cl[c[i] as usize];
+            if l != ABSENT {
+                scratch.cats.push(l as usize);
             }
         }
-        scratch.sparse.clear();
-        if has_sparse {
-            let (idx, val) = v.sparse_row(i);
-            for (&j, &x) in idx.iter().zip(val) {
-                if let Some(l) = s.local(layout.sparse_offset + j as usize) {
-                    scratch.sparse.push((l, x));
-                }
-            }
-        }
-        let xd = |col: usize| -> f64 { dense_cols[col].map_or(1.0, |c| c[i]) };
         // cat rows: with dense-like columns and with each other (locals increase with k).
         for (a, &ca) in scratch.cats.iter().enumerate() {
-            for (col, &(ld, _)) in dl.iter().enumerate() {
-                acc[ld * m + ca] += wi * xd(col);
+            for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(&wx) {
+                *t += x;
             }
+            let row = &mut acc[ca..];
             for &cb in &scratch.cats[..a] {
-                acc[cb * m + ca] += wi;
+                row[cb * m] += wi;
             }
-            acc[ca * m + ca] += wi;
+            row[ca * m] += wi;
+        }
+        if !has_sparse {
+            continue;
+        }
+        scratch.sparse.clear();
+        let (idx, val) = v.sparse_row(i);
+        for (&j, &x) in idx.iter().zip(val) {
+            if let Some(l) = s.local(layout.sparse_offset + j as usize) {
+                scratch.sparse.push((l, x));
+            }
         }
         // sparse rows: with dense-like, cats, and earlier sparse entries.
         for (a, &(sa, xa)) in scratch.sparse.iter().enumerate() {
-            let wx = wi * xa;
-            for (col, &(ld, _)) in dl.iter().enumerate() {
-                acc[ld * m + sa] += wx * xd(col);
+            let wxa = wi * xa;
+            for (t, &x) in cross[sa * d..sa * d + d].iter_mut().zip(&wx) {
+                *t += xa * x;
             }
             for &cb in &scratch.cats {
-                acc[cb * m + sa] += wx;
+                acc[cb * m + sa] += wxa;
             }
             for &(sb, xb) in &scratch.sparse[..a] {
-                acc[sb * m + sa] += wx * xb;
+                acc[sb * m + sa] += wxa * xb;
             }
-            acc[sa * m + sa] += wx * xa;
+            acc[sa * m + sa] += wxa * xa;
+        }
+    }
+    // Fold the cross products in: rows d..m (the dense-like locals are 0..d).
+    for r in d..m {
+        let src = &cross[r * d..r * d + d];
+        for (col, &x) in src.iter().enumerate() {
+            acc[col * m + r] += x;
         }
     }
 }

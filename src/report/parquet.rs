@@ -29,7 +29,11 @@ impl F64TableWriter {
         let schema = Arc::new(Schema::new(fields));
         let tmp = super::temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        // Dictionary encoding only costs time on continuous f64 values (and ids are unique).
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_dictionary_enabled(false)
+            .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::Cache {
             path: tmp.clone(),
             msg: e.to_string(),

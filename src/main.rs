@@ -50,6 +50,12 @@ enum PenaltyArg {
     None,
     /// Ridge with glmnet's scaling: (1/n)·Σ wᵢ·devᵢ/2 + λ/2·‖β‖², intercept unpenalised.
     Ridge,
+    /// Lasso path, glmnet's objective (α = 1).
+    Lasso,
+    /// Elastic-net path, glmnet's objective (--alpha, default 0.5).
+    Enet,
+    /// Group-lasso path: each categorical term and each group(a, b, ...) term is a group, weight √size.
+    Group,
 }
 
 /// Flags of the GLM itself.
@@ -64,9 +70,30 @@ struct GlmArgs {
     /// Penalty.
     #[arg(long, value_enum, default_value = "none")]
     penalty: PenaltyArg,
-    /// Penalty strength λ (with --penalty ridge).
+    /// Penalty strength λ: required with ridge; with lasso/enet/group, fit this single λ instead of a path.
     #[arg(long)]
     lambda: Option<f64>,
+    /// Elastic-net mixing α (glmnet's alpha): 1 = lasso, 0 = ridge. Default 1 (lasso, group), 0.5 (enet).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Penalise the standardised coefficients (glmnet's default); coefficients are reported on the original scale.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    standardize: bool,
+    /// Penalty factor of a column or coefficient (glmnet's penalty.factor; 0 = unpenalised); repeat for several.
+    #[arg(long = "penalty-factor", value_name = "COL=F")]
+    penalty_factor: Vec<String>,
+    /// Number of λ values on the path.
+    #[arg(long, default_value_t = 100)]
+    nlambda: usize,
+    /// Smallest λ as a fraction of λ_max (default 1e-4 if n > p, else 1e-2, like glmnet).
+    #[arg(long)]
+    lambda_min_ratio: Option<f64>,
+    /// Path point (0-based) whose coefficients go to summary.json's `coefficients` and to the diagnostics (default: the last).
+    #[arg(long)]
+    select_lambda: Option<usize>,
+    /// Path convergence threshold (glmnet's thresh).
+    #[arg(long, default_value_t = 1e-10)]
+    thresh: f64,
     /// Maximum number of IRLS iterations.
     #[arg(long, default_value_t = 100)]
     max_iter: usize,
@@ -100,12 +127,90 @@ impl GlmArgs {
             }
             o.tol = t;
         }
+        let path_only = self.alpha.is_some() || !self.penalty_factor.is_empty() || self.select_lambda.is_some();
         o.penalty = match (self.penalty, self.lambda) {
             (PenaltyArg::None, None) => Penalty::None,
-            (PenaltyArg::None, Some(_)) => return Err(Error::Usage("--lambda needs --penalty ridge".into())),
+            (PenaltyArg::None, Some(_)) => {
+                return Err(Error::Usage(
+                    "--lambda needs --penalty ridge, lasso, enet or group".into(),
+                ))
+            }
             (PenaltyArg::Ridge, Some(lambda)) => Penalty::Ridge { lambda },
             (PenaltyArg::Ridge, None) => return Err(Error::Usage("--penalty ridge needs --lambda".into())),
+            // Paths are set up by `path_options` once the design is known.
+            (PenaltyArg::Lasso | PenaltyArg::Enet | PenaltyArg::Group, _) => Penalty::None,
         };
+        if path_only && !self.is_path() {
+            return Err(Error::Usage(
+                "--alpha, --penalty-factor and --select-lambda need --penalty lasso, enet or group".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// Whether the penalty is fitted as a path.
+    fn is_path(&self) -> bool {
+        matches!(self.penalty, PenaltyArg::Lasso | PenaltyArg::Enet | PenaltyArg::Group)
+    }
+
+    /// Options of the penalised path, given the design (penalty factors and groups by name).
+    fn path_options(
+        &self,
+        fo: &fulcrum::glm::FitOptions,
+        design: &fulcrum::design::Design,
+    ) -> Result<fulcrum::glm::PathOptions, Error> {
+        use fulcrum::glm::{PathOptions, PathPenalty};
+        let kind = match self.penalty {
+            PenaltyArg::Group => PathPenalty::Group,
+            _ => PathPenalty::ElasticNet,
+        };
+        let mut o = PathOptions::new(fo.family, fo.link, kind, design.n_params());
+        o.alpha = match (self.penalty, self.alpha) {
+            (PenaltyArg::Lasso, Some(a)) if a != 1.0 => {
+                return Err(Error::Usage(format!(
+                    "--penalty lasso has alpha = 1 (got --alpha {a}); use --penalty enet"
+                )))
+            }
+            (_, Some(a)) => a,
+            (PenaltyArg::Enet, None) => 0.5,
+            _ => 1.0,
+        };
+        o.standardize = self.standardize;
+        o.nlambda = self.nlambda;
+        o.lambda_min_ratio = self.lambda_min_ratio;
+        o.lambda = self.lambda;
+        if !(self.thresh > 0.0 && self.thresh.is_finite()) {
+            return Err(Error::Usage(format!("--thresh must be positive, got {}", self.thresh)));
+        }
+        o.thresh = self.thresh;
+        o.max_iter = self.max_iter.max(1);
+        for pf in &self.penalty_factor {
+            let (col, f) = pf
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("--penalty-factor expects COL=F, got '{pf}'")))?;
+            let f: f64 = f
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("--penalty-factor {pf}: '{f}' is not a number")))?;
+            if !(f >= 0.0 && f.is_finite()) {
+                return Err(Error::Usage(format!(
+                    "--penalty-factor {pf}: the factor must be a non-negative number"
+                )));
+            }
+            let cols = design.columns_of(col.trim()).ok_or_else(|| {
+                let names: Vec<&str> = design.coef_names.iter().map(String::as_str).collect();
+                Error::Usage(format!(
+                    "--penalty-factor: {}",
+                    fulcrum::design::spec::unknown_column_msg(col.trim(), &names)
+                ))
+            })?;
+            for j in cols {
+                o.penalty_factor[j] = f;
+            }
+        }
+        if kind == PathPenalty::Group {
+            o.groups = design.lasso_groups().map_err(Error::Usage)?;
+        }
         Ok(o)
     }
 }
@@ -167,26 +272,69 @@ struct InspectArgs {
     json: bool,
 }
 
+/// What `fit` (and the fit of `diagnose`) produced.
+struct Fitted {
+    ds: fulcrum::Dataset,
+    fit: fulcrum::glm::Fit,
+    opts: fulcrum::glm::FitOptions,
+    out: PathBuf,
+    fit_s: f64,
+    /// The penalised path, with the index of the selected point.
+    path: Option<(fulcrum::glm::Path, usize)>,
+}
+
+impl Fitted {
+    /// summary.json (with the path when penalised), written atomically, and path.parquet.
+    fn write(&self, extra_timing: &[(&str, f64)], diagnostics: Option<serde_json::Value>) -> Result<(), Error> {
+        let mut timing = vec![("fit_total", self.fit_s)];
+        timing.extend_from_slice(extra_timing);
+        let mut summary = fulcrum::report::fit_summary(&self.ds, &self.fit, &self.opts, &timing);
+        if let Some((path, sel)) = &self.path {
+            summary["path"] = fulcrum::report::path_json(&self.ds, path);
+            summary["selected_lambda_index"] = (*sel).into();
+            summary["lambda_max"] = path.lambda_max.into();
+            summary["standardize"] = path.options.standardize.into();
+            summary["thresh"] = path.options.thresh.into();
+            summary["passes"] = path.passes.into();
+            fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), &self.ds.design().coef_names, path)?;
+        }
+        if let Some(d) = diagnostics {
+            summary["diagnostics"] = d;
+        }
+        write_summary(&self.out, &summary)
+    }
+}
+
 impl FitArgs {
-    /// Prepare the output directory, load the data, fit.
-    fn run(
-        &self,
-    ) -> Result<
-        (
-            fulcrum::Dataset,
-            fulcrum::glm::Fit,
-            fulcrum::glm::FitOptions,
-            PathBuf,
-            f64,
-        ),
-        Error,
-    > {
+    /// Prepare the output directory, load the data, fit (the whole path when penalised).
+    fn run(&self) -> Result<Fitted, Error> {
         let opts = self.glm.options()?;
         let out = fulcrum::report::prepare_out_dir(&self.out)?;
         let ds = self.model.load()?;
         let t = std::time::Instant::now();
+        if self.glm.is_path() {
+            let po = self.glm.path_options(&opts, ds.design())?;
+            let path = fulcrum::glm::fit_path(&ds, &po)?;
+            let sel = self.glm.select_lambda.unwrap_or(path.points.len() - 1);
+            let fit = fulcrum::glm::fit_at(&ds, &path, sel)?;
+            return Ok(Fitted {
+                ds,
+                fit,
+                opts,
+                out,
+                fit_s: t.elapsed().as_secs_f64(),
+                path: Some((path, sel)),
+            });
+        }
         let fit = fulcrum::glm::fit(&ds, &opts)?;
-        Ok((ds, fit, opts, out, t.elapsed().as_secs_f64()))
+        Ok(Fitted {
+            ds,
+            fit,
+            opts,
+            out,
+            fit_s: t.elapsed().as_secs_f64(),
+            path: None,
+        })
     }
 }
 
@@ -282,16 +430,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Fit(a) => {
-            let (ds, fit, opts, out, fit_s) = a.run()?;
-            let summary = fulcrum::report::fit_summary(&ds, &fit, &opts, &[("fit_total", fit_s)]);
-            write_summary(&out, &summary)?;
+            let f = a.run()?;
+            f.write(&[], None)?;
             if !a.model.quiet {
-                print!("{}", fulcrum::report::fit_text(&ds, &fit));
+                print!("{}", fulcrum::report::fit_text(&f.ds, &f.fit));
             }
             Ok(())
         }
         Command::Diagnose(a) => {
-            let (ds, fit, opts, out, fit_s) = a.fit.run()?;
+            let f = a.fit.run()?;
+            let (ds, fit, out) = (&f.ds, &f.fit, &f.out);
             let t = std::time::Instant::now();
             let dopts = fulcrum::influence::DiagOptions {
                 observed: a.observed,
@@ -303,7 +451,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .collect();
             let mut w =
                 fulcrum::report::parquet::F64TableWriter::create(&out.join("diagnostics.parquet"), "row", &cols)?;
-            let (dsum, dfb) = fulcrum::influence::diagnose(&ds, &fit, &dopts, |d| w.write(&d.row, &d.columns()))?;
+            let (dsum, dfb) = fulcrum::influence::diagnose(ds, fit, &dopts, |d| w.write(&d.row, &d.columns()))?;
             w.finish()?;
             let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
             let mut wb = fulcrum::report::parquet::F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;
@@ -315,12 +463,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             wb.write(&dfb.rows, &col_refs)?;
             wb.finish()?;
             let diag_s = t.elapsed().as_secs_f64();
-            let mut summary =
-                fulcrum::report::fit_summary(&ds, &fit, &opts, &[("fit_total", fit_s), ("diagnostics", diag_s)]);
-            summary["diagnostics"] = serde_json::to_value(&dsum).map_err(|e| Error::Usage(e.to_string()))?;
-            write_summary(&out, &summary)?;
+            let dj = serde_json::to_value(&dsum).map_err(|e| Error::Usage(e.to_string()))?;
+            f.write(&[("diagnostics", diag_s)], Some(dj))?;
             if !a.fit.model.quiet {
-                print!("{}", fulcrum::report::fit_text(&ds, &fit));
+                print!("{}", fulcrum::report::fit_text(ds, fit));
                 println!(
                     "\nDiagnostics ({} information): sum(hat) = {:.4}; {} rows with hat > 2p/n, {} with |studentized residual| > 3, {} with Cook's D > 4/n",
                     dsum.information, dsum.sum_hat, dsum.n_high_leverage, dsum.n_large_residual, dsum.n_influential

@@ -104,7 +104,12 @@ fn usage_errors_exit_2() {
 #[test]
 fn docs_cli_covers_every_flag() {
     let doc = std::fs::read_to_string(format!("{}/docs/cli.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    for cmd in [vec!["--help"], vec!["inspect", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["inspect", "--help"],
+        vec!["fit", "--help"],
+        vec!["diagnose", "--help"],
+    ] {
         let out = Command::cargo_bin("fulcrum").unwrap().args(&cmd).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
         for word in help.split_whitespace() {

@@ -600,6 +600,68 @@ impl Design {
     pub fn n_params(&self) -> usize {
         self.layout.p
     }
+
+    /// The coefficient columns of `name`: a coefficient name (`sex[Male]`), or a term — a
+    /// numeric column (`age`, `log(x)`), a categorical (all its levels) or a sparse block.
+    pub fn columns_of(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(j) = self.coef_names.iter().position(|c| c == name) {
+            return Some(vec![j]);
+        }
+        let l = &self.layout;
+        if let Some(k) = self
+            .spec
+            .numeric
+            .iter()
+            .position(|t| t.column == name || t.name() == name)
+        {
+            return Some(vec![l.dense_offset() + k]);
+        }
+        if let Some(k) = self.spec.categorical.iter().position(|t| t.column == name) {
+            let blk = &l.cats[k];
+            return Some((blk.offset..blk.offset + blk.width()).collect());
+        }
+        let mut start = l.sparse_offset;
+        for (t, &w) in self.spec.sparse.iter().zip(&self.sparse_widths) {
+            if t.column == name {
+                return Some((start..start + w as usize).collect());
+            }
+            start += w as usize;
+        }
+        None
+    }
+
+    /// The groups of the group lasso: each categorical term's levels, and each `group(...)`
+    /// term's columns together (which then are not also a categorical's group). Columns in no
+    /// group are left out (they are penalised one by one). Errors if a column is in two
+    /// `group(...)` terms.
+    pub fn lasso_groups(&self) -> std::result::Result<Vec<Vec<usize>>, String> {
+        let mut owner = vec![usize::MAX; self.layout.p];
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for g in &self.spec.groups {
+            let mut cols = Vec::new();
+            for name in g {
+                cols.extend(self.columns_of(name).unwrap_or_default());
+            }
+            cols.sort_unstable();
+            cols.dedup();
+            for &j in &cols {
+                if owner[j] != usize::MAX {
+                    return Err(format!("column {} is in two group(...) terms", self.coef_names[j]));
+                }
+                owner[j] = groups.len();
+            }
+            groups.push(cols);
+        }
+        for blk in &self.layout.cats {
+            let cols: Vec<usize> = (blk.offset..blk.offset + blk.width())
+                .filter(|&j| owner[j] == usize::MAX)
+                .collect();
+            if !cols.is_empty() {
+                groups.push(cols);
+            }
+        }
+        Ok(groups)
+    }
 }
 
 #[cfg(test)]

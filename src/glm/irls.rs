@@ -36,6 +36,20 @@ pub enum Penalty {
         /// λ.
         lambda: f64,
     },
+    /// Lasso / elastic net on a path (see [`crate::glm::path`]), at the selected λ.
+    ElasticNet {
+        /// λ.
+        lambda: f64,
+        /// Mixing α.
+        alpha: f64,
+    },
+    /// Group lasso on a path, at the selected λ.
+    Group {
+        /// λ.
+        lambda: f64,
+        /// Mixing α.
+        alpha: f64,
+    },
 }
 
 /// Options of an IRLS fit.
@@ -126,9 +140,13 @@ pub struct Fit {
     /// information XᵀWX of the final IRLS step, the one that produced β̂ (as R's and
     /// statsmodels' standard errors).
     pub cov_unscaled: Mat<f64>,
-    /// The information XᵀWX (+ ridge) evaluated at β̂ itself, full p×p column-major (the
-    /// matrix diagnostics use: statsmodels' hat values are at the final μ).
+    /// The information XᵀWX (+ the penalty's curvature) evaluated at β̂ itself, over the
+    /// `kept` columns (m×m column-major, m = kept.len()): the matrix diagnostics use
+    /// (statsmodels' hat values are at the final μ).
     pub information: Vec<f64>,
+    /// The penalty's curvature on the diagonal of `information`, per kept column (the ridge
+    /// term; 0 for the intercept and for unpenalised fits).
+    pub penalty_curvature: Vec<f64>,
     /// Σ prior weights (the n of the ridge objective).
     pub sum_weights: f64,
     /// Wall-clock seconds per stage.
@@ -178,11 +196,11 @@ pub fn response(v: &ChunkView, i: usize) -> (f64, f64) {
 
 /// Sums from the validation pass.
 #[derive(Debug, Clone, Copy, Default)]
-struct Totals {
-    n_ok: u64,
-    sum_w: f64,
-    sum_wy: f64,
-    non_integer: u64,
+pub(crate) struct Totals {
+    pub n_ok: u64,
+    pub sum_w: f64,
+    pub sum_wy: f64,
+    pub non_integer: u64,
 }
 
 /// Check every row's response and weight for the family; error names file and row.
@@ -248,7 +266,7 @@ fn validate(ds: &Dataset, family: Family) -> Result<Totals> {
 
 /// How the null model's mean is obtained in a pass.
 #[derive(Debug, Clone, Copy)]
-enum NullModel {
+pub(crate) enum NullModel {
     /// Intercept, no offset: μ = weighted mean of y.
     Mean(f64),
     /// No intercept: η = offset.
@@ -259,30 +277,40 @@ enum NullModel {
 
 /// Where a pass evaluates the model.
 #[derive(Debug, Clone, Copy)]
-enum Eval<'a> {
+pub(crate) enum Eval<'a> {
     /// At R's starting values (`mustart`).
     Start { ybar: f64 },
     /// At coefficients β.
     Beta(&'a [f64]),
 }
 
-/// Everything one IRLS pass accumulates.
+/// What one fused IRLS pass returns.
 #[derive(Debug, Clone)]
-struct PassStats {
-    gram: Vec<f64>,
-    xtwz: Vec<f64>,
-    dev: Sum,
-    pearson: Sum,
-    null_dev: Sum,
-    invalid: u64,
-    boundary: u64,
-    perfect: u64,
+pub(crate) struct PassStats {
+    /// XᵀWX over the pass's column subset (m×m, both triangles).
+    pub gram: Vec<f64>,
+    /// Xᵀ(w ∘ u) over all p columns, u per [`Rhs`].
+    pub xtwz: Vec<f64>,
+    /// Σ aᵢ d(yᵢ, μᵢ).
+    pub dev: Sum,
+    /// Σ aᵢ (yᵢ − μᵢ)²/V(μᵢ).
+    pub pearson: Sum,
+    /// Null-model deviance (first pass only).
+    pub null_dev: Sum,
+    /// Rows where μ or η left the family's domain.
+    pub invalid: u64,
+    /// Rows with μ numerically at the boundary.
+    pub boundary: u64,
+    /// Rows fitted exactly.
+    pub perfect: u64,
+    /// Σ IRLS weights.
+    pub sum_w: Sum,
 }
 
 impl PassStats {
-    fn zeros(p: usize, gram: bool) -> Self {
+    fn zeros(p: usize, m: usize) -> Self {
         PassStats {
-            gram: if gram { vec![0.0; p * p] } else { Vec::new() },
+            gram: vec![0.0; m * m],
             xtwz: vec![0.0; p],
             dev: Sum::default(),
             pearson: Sum::default(),
@@ -290,6 +318,7 @@ impl PassStats {
             invalid: 0,
             boundary: 0,
             perfect: 0,
+            sum_w: Sum::default(),
         }
     }
     fn merge(mut self, o: PassStats) -> Self {
@@ -305,6 +334,7 @@ impl PassStats {
         self.invalid += o.invalid;
         self.boundary += o.boundary;
         self.perfect += o.perfect;
+        self.sum_w.merge(o.sum_w);
         self
     }
 }
@@ -322,17 +352,35 @@ struct Scratch {
     sandwich: SandwichScratch,
 }
 
-/// One fused IRLS pass.
-fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, all: &ColumnSubset) -> PassStats {
+/// The vector u of the pass's Xᵀ(w ∘ u).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rhs {
+    /// The working response z = η − offset + (y − μ)/μ′ (XᵀWz, for the unpenalised solve).
+    WorkingResponse,
+    /// The working residual (y − μ)/μ′: Xᵀ(w ∘ u) is then the score ∂ℓ/∂β.
+    Score,
+}
+
+/// One fused IRLS pass: the deviance at `eval` and, with the IRLS weights there, XᵀWX over
+/// `subset` and Xᵀ(w ∘ u) over all columns.
+pub(crate) fn irls_pass(
+    ds: &Dataset,
+    opts: &FitOptions,
+    eval: Eval<'_>,
+    null: NullModel,
+    subset: &ColumnSubset,
+    rhs: Rhs,
+) -> PassStats {
     let layout: &Layout = &ds.design().layout;
     let p = layout.p;
+    let m = subset.len();
     let (family, link) = (opts.family, opts.link);
-    let bytes = (p * p * 8).max(1);
+    let bytes = (m * m * 8).max(1);
     let groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
     let tiny = 10.0 * f64::EPSILON;
     let st = ds.cache.par_fold_groups(
         groups,
-        || PassStats::zeros(p, true),
+        || PassStats::zeros(p, m),
         |mut acc, v| {
             // Per-worker scratch, reused across chunks and passes (no page faults per pass).
             let mut s = SCRATCH.with(|c| c.take());
@@ -385,10 +433,14 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
                     NullModel::OffsetOnly => acc.null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
                     NullModel::Separate => {}
                 }
-                s.z[i] = (eta - v.offset[i]) + (y - mu) / d;
+                s.z[i] = match rhs {
+                    Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
+                    Rhs::Score => (y - mu) / d,
+                };
                 s.w[i] = w * d * d / var;
+                acc.sum_w.add(s.w[i]);
             }
-            sandwich(&v, layout, &s.w, all, &mut acc.gram, &mut s.sandwich);
+            sandwich(&v, layout, &s.w, subset, &mut acc.gram, &mut s.sandwich);
             xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
             SCRATCH.with(|c| c.replace(s));
             acc
@@ -396,13 +448,13 @@ fn irls_pass(ds: &Dataset, opts: &FitOptions, eval: Eval<'_>, null: NullModel, a
         PassStats::merge,
     );
     let mut out = st;
-    symmetrize_lower(&mut out.gram, p);
+    symmetrize_lower(&mut out.gram, m);
     out
 }
 
 /// Deviance of the intercept-plus-offset null model by a scalar IRLS (R refits `y ~ 1 +
 /// offset` for this).
-fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 {
+pub(crate) fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 {
     let (family, link) = (opts.family, opts.link);
     let scalar = |b0: Option<f64>| -> (f64, f64, f64) {
         ds.cache.par_fold(
@@ -467,13 +519,10 @@ fn aic_sums(ds: &Dataset, opts: &FitOptions, beta: &[f64]) -> AicSums {
         .0
 }
 
-/// Fit the GLM by IRLS over the dataset's chunk cache.
-pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
-    let t0 = Instant::now();
+/// Checks shared by every fit: the response against the family (one validation pass), and how
+/// the null model's deviance is found. Returns the totals, the first warnings and the null model.
+pub(crate) fn prepare(ds: &Dataset, family: Family) -> Result<(Totals, Vec<String>, NullModel)> {
     let design = ds.design();
-    let layout = &design.layout;
-    let p = layout.p;
-    let family = opts.family;
     if design.spec.failures.is_some() && family != Family::Binomial {
         return Err(Error::Usage(
             "cbind(successes, failures) responses need --family binomial".into(),
@@ -488,14 +537,30 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         ));
     }
     let ybar = tot.sum_wy / tot.sum_w;
-    let has_offset = !design.spec.offsets.is_empty();
-    let null = match (layout.intercept, has_offset) {
+    let null = match (design.layout.intercept, !design.spec.offsets.is_empty()) {
         (true, false) => NullModel::Mean(ybar),
         (false, _) => NullModel::OffsetOnly,
         (true, true) => NullModel::Separate,
     };
+    Ok((tot, warnings, null))
+}
+
+/// Fit the GLM by IRLS over the dataset's chunk cache.
+pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
+    let t0 = Instant::now();
+    let design = ds.design();
+    let layout = &design.layout;
+    let p = layout.p;
+    let family = opts.family;
+    let (tot, mut warnings, null) = prepare(ds, family)?;
+    let ybar = tot.sum_wy / tot.sum_w;
     let ridge: Vec<f64> = match opts.penalty {
         Penalty::None => vec![0.0; p],
+        Penalty::ElasticNet { .. } | Penalty::Group { .. } => {
+            return Err(Error::Usage(
+                "lasso, elastic-net and group penalties are fitted as a path (glm::fit_path)".into(),
+            ))
+        }
         Penalty::Ridge { lambda } => {
             if !(lambda >= 0.0 && lambda.is_finite()) {
                 return Err(Error::Usage(format!(
@@ -519,7 +584,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     let t1 = Instant::now();
 
     // Iteration 0: evaluate at mustart.
-    let st0 = irls_pass(ds, opts, Eval::Start { ybar }, null, &all);
+    let st0 = irls_pass(ds, opts, Eval::Start { ybar }, null, &all, Rhs::WorkingResponse);
     if st0.invalid > 0 {
         return Err(Error::Numerical(
             "cannot find valid starting values for this family and link; check the response".into(),
@@ -545,7 +610,14 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     let mut converged = false;
     let mut halved = false;
     let st = loop {
-        let mut st = irls_pass(ds, opts, Eval::Beta(&beta), NullModel::Separate, &all);
+        let mut st = irls_pass(
+            ds,
+            opts,
+            Eval::Beta(&beta),
+            NullModel::Separate,
+            &all,
+            Rhs::WorkingResponse,
+        );
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
         loop {
@@ -570,7 +642,14 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
             for (b, q) in beta.iter_mut().zip(prev) {
                 *b = 0.5 * (*b + q);
             }
-            st = irls_pass(ds, opts, Eval::Beta(&beta), NullModel::Separate, &all);
+            st = irls_pass(
+                ds,
+                opts,
+                Eval::Beta(&beta),
+                NullModel::Separate,
+                &all,
+                Rhs::WorkingResponse,
+            );
             obj = st.dev.value() + penalty_of(&beta);
         }
         let change = (obj - dev_prev).abs();
@@ -668,6 +747,18 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
             .push("perfect separation: the model predicts every row exactly; coefficients are not identified".into());
     }
     timing.push(("information".to_string(), t2.elapsed().as_secs_f64()));
+    let information = {
+        let m = kept.len();
+        let mut g = vec![0.0; m * m];
+        for (b, &jb) in kept.iter().enumerate() {
+            for (a, &ja) in kept.iter().enumerate() {
+                g[b * m + a] = st.gram[jb * p + ja];
+            }
+            g[b * m + b] += ridge[jb];
+        }
+        g
+    };
+    let penalty_curvature = kept.iter().map(|&j| ridge[j]).collect();
     Ok(Fit {
         family,
         link: opts.link,
@@ -690,13 +781,8 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         warnings,
         kept,
         cov_unscaled,
-        information: {
-            let mut g = st.gram;
-            for (j, r) in ridge.iter().enumerate() {
-                g[j * p + j] += r;
-            }
-            g
-        },
+        information,
+        penalty_curvature,
         sum_weights: tot.sum_w,
         timing,
     })

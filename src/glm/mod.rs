@@ -1,8 +1,12 @@
-//! Generalised linear models: families and links, and the out-of-core IRLS driver (with
-//! ridge). Penalised paths, separation handling and convergence live here too. No I/O.
+//! Generalised linear models: families and links, the out-of-core IRLS driver (with ridge),
+//! and penalised paths (lasso, elastic net, group lasso) with their in-RAM coordinate descent.
+//! Separation handling and convergence live here too. No I/O.
 
+pub mod cd;
 pub mod family;
 pub mod irls;
+pub mod path;
 
 pub use family::{Family, Link};
 pub use irls::{fit, Fit, FitOptions, Penalty};
+pub use path::{fit_at, fit_path, Path, PathOptions, PathPenalty, PathPoint};

@@ -208,19 +208,19 @@ fn eta_mu(v: &ChunkView, fit: &Fit, ds: &Dataset, eta: &mut Vec<f64>) {
     }
 }
 
-/// The information matrix the hat values use, full p×p.
+/// The information matrix the hat values use, over the fit's kept columns (m×m).
 fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
     if !observed || fit.link == fit.family.canonical_link() {
         return fit.information.clone();
     }
     let layout = &ds.design().layout;
-    let p = layout.p;
-    let all = ColumnSubset::all(p);
+    let kept = ColumnSubset::new(layout.p, &fit.kept);
+    let m = kept.len();
     let mut g = ds
         .cache
         .par_fold_groups(
-            ((2usize << 30) / (p * p * 8).max(1)).clamp(1, crate::store::FOLD_GROUPS),
-            || (vec![0.0; p * p], Vec::new(), Vec::new(), SandwichScratch::default()),
+            ((2usize << 30) / (m * m * 8).max(1)).clamp(1, crate::store::FOLD_GROUPS),
+            || (vec![0.0; m * m], Vec::new(), Vec::new(), SandwichScratch::default()),
             |(mut acc, mut eta, mut w, mut sc), v| {
                 crate::linalg::clear_upper_simd_state();
                 eta_mu(&v, fit, ds, &mut eta);
@@ -234,7 +234,7 @@ fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
                         hat_weight(fit, true, y, a, eta[i], mu)
                     };
                 }
-                sandwich(&v, layout, &w, &all, &mut acc, &mut sc);
+                sandwich(&v, layout, &w, &kept, &mut acc, &mut sc);
                 (acc, eta, w, sc)
             },
             |mut a, b| {
@@ -245,12 +245,10 @@ fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
             },
         )
         .0;
-    symmetrize_lower(&mut g, p);
-    // The ridge part of the penalty belongs in F for a penalised fit.
-    if let crate::glm::Penalty::Ridge { lambda } = fit.penalty {
-        for j in (layout.intercept as usize)..p {
-            g[j * p + j] += fit.sum_weights * lambda;
-        }
+    symmetrize_lower(&mut g, m);
+    // The penalty's curvature (the ridge part) belongs in F for a penalised fit.
+    for (k, c) in fit.penalty_curvature.iter().enumerate() {
+        g[k * m + k] += c;
     }
     g
 }
@@ -267,16 +265,17 @@ pub fn diagnose(
     let p = layout.p;
     let kept = ColumnSubset::new(p, &fit.kept);
     let mut g = information(ds, fit, opts.observed);
-    let zero = vec![0.0; p];
-    let factor = GramFactor::new(&g, p, &fit.kept, &zero, ALIAS_TOL)?;
-    if factor.kept != fit.kept {
+    let m = fit.kept.len();
+    let zero = vec![0.0; m];
+    let all: Vec<usize> = (0..m).collect();
+    let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
+    if factor.kept.len() != m {
         return Err(Error::Numerical(
             "the information matrix at the fitted values is singular on the fitted columns".into(),
         ));
     }
     g.clear();
     let minv = factor.inverse();
-    let m = fit.kept.len();
     let mut mfull = vec![0.0; m * m];
     for b in 0..m {
         for a in 0..m {

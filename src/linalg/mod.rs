@@ -163,6 +163,39 @@ pub fn xt_v(v: &ChunkView, layout: &Layout, u: &[f64], w: Option<&[f64]>, out: &
     }
 }
 
+/// `out_j += Σᵢ wᵢ x_ij²` over the chunk's rows, for all p columns (the weighted second
+/// moments that standardisation needs; for a one-hot level it is the level's weight).
+pub fn xt_sq(v: &ChunkView, layout: &Layout, w: &[f64], out: &mut [f64]) {
+    debug_assert_eq!(out.len(), layout.p);
+    if layout.intercept {
+        out[0] += w.iter().sum::<f64>();
+    }
+    let d0 = layout.dense_offset();
+    for j in 0..layout.n_dense {
+        out[d0 + j] += v.dense_col(j).iter().zip(w).map(|(x, wi)| wi * x * x).sum::<f64>();
+    }
+    for (k, blk) in layout.cats.iter().enumerate() {
+        let mut per_level = vec![0.0; blk.n_levels as usize];
+        for (&c, &wi) in v.cat_col(k).iter().zip(w) {
+            per_level[c as usize] += wi;
+        }
+        for (c, s) in per_level.into_iter().enumerate() {
+            if let Some(j) = blk.column(c as u32) {
+                out[j] += s;
+            }
+        }
+    }
+    if !v.indptr.is_empty() {
+        let os = &mut out[layout.sparse_offset..];
+        for (i, &wi) in w.iter().enumerate() {
+            let (idx, val) = v.sparse_row(i);
+            for (&j, &a) in idx.iter().zip(val) {
+                os[j as usize] += wi * a * a;
+            }
+        }
+    }
+}
+
 /// A compensated (Neumaier) sum: the error stays at about one rounding of the total whatever
 /// the number of terms, so sums over 10⁸ rows can be compared at 1e-15 relative.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

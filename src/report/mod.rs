@@ -70,12 +70,20 @@ pub struct CoefRow {
     pub p_value: Option<f64>,
 }
 
-/// The coefficient table of a fit.
+/// Whether the fit is a point of a lasso / elastic-net / group-lasso path.
+fn on_path(fit: &Fit) -> bool {
+    matches!(fit.penalty, Penalty::ElasticNet { .. } | Penalty::Group { .. })
+}
+
+/// The coefficient table of a fit (for a path point: the intercept and the non-zero
+/// coefficients only).
 pub fn coefficients(ds: &Dataset, fit: &Fit) -> Vec<CoefRow> {
+    let sparse = on_path(fit);
     ds.design()
         .coef_names
         .iter()
         .enumerate()
+        .filter(|(j, _)| !sparse || fit.kept.binary_search(j).is_ok())
         .map(|(j, name)| CoefRow {
             name: name.clone(),
             estimate: (!fit.aliased[j]).then_some(fit.beta[j]),
@@ -84,6 +92,46 @@ pub fn coefficients(ds: &Dataset, fit: &Fit) -> Vec<CoefRow> {
             p_value: fit.p_value(j),
         })
         .collect()
+}
+
+/// The `penalty` block of `summary.json`: type, λ, α and the objective in words.
+fn penalty_json(p: &Penalty) -> serde_json::Value {
+    match *p {
+        Penalty::None => serde_json::json!({"type": "none"}),
+        Penalty::Ridge { lambda } => {
+            serde_json::json!({"type": "ridge", "lambda": lambda, "objective": "(1/sum(w)) * sum(w_i * dev_i) / 2 + lambda/2 * ||beta||^2, intercept unpenalised, no standardisation"})
+        }
+        Penalty::ElasticNet { lambda, alpha } => {
+            serde_json::json!({"type": if alpha == 1.0 { "lasso" } else { "enet" }, "lambda": lambda, "alpha": alpha, "objective": "glmnet's: (1/sum(w)) * sum(w_i * dev_i) / 2 + lambda * sum_j pf_j * ((1 - alpha)/2 * b_j^2 + alpha * |b_j|), b_j = s_j * beta_j on the standardised scale, intercept unpenalised"})
+        }
+        Penalty::Group { lambda, alpha } => {
+            serde_json::json!({"type": "group", "lambda": lambda, "alpha": alpha, "objective": "(1/sum(w)) * sum(w_i * dev_i) / 2 + lambda * sum_g ((1 - alpha)/2 * pf_g * ||b_g||^2 + alpha * sqrt(|g|) * pf_g * ||b_g||_2), b = s * beta on the standardised scale, intercept unpenalised"})
+        }
+    }
+}
+
+/// The `path` list of `summary.json`: per λ, its value, df, deviance ratio, passes, KKT
+/// residual and the names of the non-zero coefficients.
+pub fn path_json(ds: &Dataset, path: &crate::glm::Path) -> serde_json::Value {
+    let names = &ds.design().coef_names;
+    let intercept = ds.design().layout.intercept;
+    serde_json::Value::Array(
+        path.points
+            .iter()
+            .map(|pt| {
+                serde_json::json!({
+                    "lambda": pt.lambda,
+                    "df": pt.df,
+                    "dev_ratio": pt.dev_ratio,
+                    "deviance": pt.deviance,
+                    "iterations": pt.iterations,
+                    "converged": pt.converged,
+                    "kkt_max": pt.kkt_max,
+                    "nonzero": pt.beta.iter().filter(|(j, _)| !(intercept && *j == 0)).map(|(j, _)| names[*j].as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// `summary.json` of a fit.
@@ -107,7 +155,7 @@ pub fn fit_summary(ds: &Dataset, fit: &Fit, opts: &FitOptions, extra_timing: &[(
         "formula": d.spec.formula,
         "family": fit.family.name(),
         "link": fit.link.name(),
-        "penalty": match fit.penalty { Penalty::None => serde_json::json!({"type": "none"}), Penalty::Ridge { lambda } => serde_json::json!({"type": "ridge", "lambda": lambda, "objective": "(1/sum(w)) * sum(w_i * dev_i) / 2 + lambda/2 * ||beta||^2, intercept unpenalised, no standardisation"}) },
+        "penalty": penalty_json(&fit.penalty),
         "n_rows_read": counts.n_rows_read,
         "n_filtered_out": counts.n_filtered_out,
         "n_dropped": counts.n_dropped,
@@ -172,11 +220,27 @@ pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Formula: {}", ds.design().spec.formula);
     let _ = writeln!(s, "Family: {} (link: {})", fit.family.name(), fit.link.name());
-    if let Penalty::Ridge { lambda } = fit.penalty {
-        let _ = writeln!(
-            s,
-            "Penalty: ridge, lambda = {lambda} (glmnet scaling; no standard errors)"
-        );
+    match fit.penalty {
+        Penalty::None => {}
+        Penalty::Ridge { lambda } => {
+            let _ = writeln!(
+                s,
+                "Penalty: ridge, lambda = {lambda} (glmnet scaling; no standard errors)"
+            );
+        }
+        Penalty::ElasticNet { lambda, alpha } | Penalty::Group { lambda, alpha } => {
+            let kind = if matches!(fit.penalty, Penalty::Group { .. }) {
+                "group lasso"
+            } else if alpha == 1.0 {
+                "lasso"
+            } else {
+                "elastic net"
+            };
+            let _ = writeln!(
+                s,
+                "Penalty: {kind}, lambda = {lambda:.6e}, alpha = {alpha} (glmnet scaling; non-zero coefficients only, no standard errors)"
+            );
+        }
     }
     let _ = writeln!(s, "\nCoefficients:");
     let _ = writeln!(
@@ -228,7 +292,9 @@ pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
         "Residual deviance: {:.1}  on {} degrees of freedom",
         fit.deviance, fit.df_residual
     );
-    let _ = writeln!(s, "AIC: {:.1}", fit.aic);
+    if fit.aic.is_finite() {
+        let _ = writeln!(s, "AIC: {:.1}", fit.aic);
+    }
     let _ = writeln!(
         s,
         "\nNumber of Fisher Scoring iterations: {}{}",

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, UInt64Array};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -13,20 +13,18 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
 
-/// Writes a table of a `u64` id column followed by `f64` columns, batch by batch.
-pub struct F64TableWriter {
+/// Writes a Parquet table batch by batch, under a temporary name renamed into place by
+/// [`TableWriter::finish`] (removed if dropped unfinished).
+pub struct TableWriter {
     path: PathBuf,
     tmp: PathBuf,
     schema: SchemaRef,
     writer: Option<ArrowWriter<File>>,
 }
 
-impl F64TableWriter {
-    /// Start `path` with columns `id_name` (u64) and `columns` (nullable f64).
-    pub fn create(path: &Path, id_name: &str, columns: &[String]) -> Result<F64TableWriter> {
-        let mut fields = vec![Field::new(id_name, DataType::UInt64, false)];
-        fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
-        let schema = Arc::new(Schema::new(fields));
+impl TableWriter {
+    /// Start `path` with `schema`.
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter> {
         let tmp = super::temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         // Dictionary encoding only costs time on continuous f64 values (and ids are unique).
@@ -38,7 +36,7 @@ impl F64TableWriter {
             path: tmp.clone(),
             msg: e.to_string(),
         })?;
-        Ok(F64TableWriter {
+        Ok(TableWriter {
             path: path.to_path_buf(),
             tmp,
             schema,
@@ -46,14 +44,8 @@ impl F64TableWriter {
         })
     }
 
-    /// Append rows: `ids` and one slice per column (all the same length).
-    pub fn write(&mut self, ids: &[u64], columns: &[&[f64]]) -> Result<()> {
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids.to_vec()))];
-        arrays.extend(
-            columns
-                .iter()
-                .map(|c| Arc::new(Float64Array::from(c.to_vec())) as ArrayRef),
-        );
+    /// Append one batch: one array per schema field, all the same length.
+    pub fn write_arrays(&mut self, arrays: Vec<ArrayRef>) -> Result<()> {
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Cache {
             path: self.path.clone(),
             msg: e.to_string(),
@@ -81,10 +73,67 @@ impl F64TableWriter {
     }
 }
 
-impl Drop for F64TableWriter {
+impl Drop for TableWriter {
     fn drop(&mut self) {
         if self.writer.is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Writes a table of a `u64` id column followed by `f64` columns, batch by batch.
+pub struct F64TableWriter(TableWriter);
+
+impl F64TableWriter {
+    /// Start `path` with columns `id_name` (u64) and `columns` (nullable f64).
+    pub fn create(path: &Path, id_name: &str, columns: &[String]) -> Result<F64TableWriter> {
+        let mut fields = vec![Field::new(id_name, DataType::UInt64, false)];
+        fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
+        Ok(F64TableWriter(TableWriter::create(
+            path,
+            Arc::new(Schema::new(fields)),
+        )?))
+    }
+
+    /// Append rows: `ids` and one slice per column (all the same length).
+    pub fn write(&mut self, ids: &[u64], columns: &[&[f64]]) -> Result<()> {
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids.to_vec()))];
+        arrays.extend(
+            columns
+                .iter()
+                .map(|c| Arc::new(Float64Array::from(c.to_vec())) as ArrayRef),
+        );
+        self.0.write_arrays(arrays)
+    }
+
+    /// Close the file and rename it into place.
+    pub fn finish(self) -> Result<()> {
+        self.0.finish()
+    }
+}
+
+/// Write `DIR/path.parquet` of a penalised path: `lambda_index` (u64, 0-based, as in
+/// summary.json's `path`), `name`, `estimate` — the non-zero coefficients at each λ, intercept
+/// included.
+pub fn write_path(file: &Path, names: &[String], path: &crate::glm::Path) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("lambda_index", DataType::UInt64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("estimate", DataType::Float64, false),
+    ]));
+    let mut w = TableWriter::create(file, schema)?;
+    let (mut idx, mut name, mut est) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, pt) in path.points.iter().enumerate() {
+        for &(j, b) in &pt.beta {
+            idx.push(k as u64);
+            name.push(names[j].as_str());
+            est.push(b);
+        }
+    }
+    w.write_arrays(vec![
+        Arc::new(UInt64Array::from(idx)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(Float64Array::from(est)),
+    ])?;
+    w.finish()
 }

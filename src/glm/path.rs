@@ -1,0 +1,805 @@
+//! Penalised GLM paths — lasso, elastic net and group lasso — out of core, with glmnet's
+//! objective and path conventions:
+//!
+//! minimise  (1/N) Σᵢ aᵢ·devᵢ/2 + λ Σ_u [ (1 − α)/2·f_u‖β̃_u‖² + α·w_u‖β̃_u‖₂ ]
+//!
+//! over (β₀, β), N = Σ aᵢ, the intercept unpenalised. A penalty unit u is one column (lasso,
+//! elastic net; w_u = f_u = its penalty factor, rescaled like glmnet's to sum to the number of
+//! columns) or one group (group lasso; w_u = √|u|·f_u). β̃ is β on the standardised scale,
+//! β̃_j = s_j·β_j with s_j the column's 1/N-weighted standard deviation (`standardize`, glmnet's
+//! default) or 1.
+//!
+//! Algorithm (glmnet's, made Gram-based so that it streams): for each λ, penalised IRLS where
+//! every iteration is one pass over the chunk cache accumulating the deviance, the score over
+//! all p columns and XᵀWX over the strong set only; coordinate descent ([`super::cd`]) then
+//! solves the penalised quadratic in RAM. Sequential strong rules choose the set; after
+//! convergence the KKT conditions are checked on every column with the pass's full score, and
+//! violators join the set. Warm starts along λ_max·r^k; glmnet's early stop (deviance ratio
+//! change < 1e-5 or above 0.999, after 5 values).
+
+use std::time::Instant;
+
+use super::cd::{self, Block};
+use super::family::{Family, Link};
+use faer::Mat;
+
+use super::irls::{
+    irls_pass, null_deviance_with_offset, prepare, Eval, Fit, FitOptions, NullModel, PassStats, Penalty, Rhs,
+};
+use crate::error::{Error, Result};
+use crate::glm::irls::response;
+use crate::ingest::Dataset;
+use crate::linalg::{xt_sq, xt_v, ColumnSubset};
+
+/// glmnet's `fdev`: stop when the deviance ratio changes by less than this.
+pub const FDEV: f64 = 1e-5;
+/// glmnet's `devmax`: stop when the deviance ratio exceeds this.
+pub const DEVMAX: f64 = 0.999;
+/// glmnet's `mnlam`: the early stop is checked from the 5th λ on.
+pub const MNLAM: usize = 5;
+
+/// Which penalty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathPenalty {
+    /// Lasso (α = 1) or elastic net: one unit per column.
+    ElasticNet,
+    /// Group lasso: one unit per group (categorical terms and `group(...)` terms).
+    Group,
+}
+
+/// Options of a penalised path.
+#[derive(Debug, Clone)]
+pub struct PathOptions {
+    /// Response distribution.
+    pub family: Family,
+    /// Link.
+    pub link: Link,
+    /// Elastic net or group lasso.
+    pub penalty: PathPenalty,
+    /// Mixing α ∈ [0, 1]: 1 = lasso / group lasso, 0 = ridge.
+    pub alpha: f64,
+    /// Penalise the standardised coefficients (glmnet's default).
+    pub standardize: bool,
+    /// Penalty factor of every coefficient (length p; the intercept's is ignored); 0 leaves a
+    /// column unpenalised. Default 1.
+    pub penalty_factor: Vec<f64>,
+    /// Groups of columns for [`PathPenalty::Group`] (columns in none are units of their own).
+    pub groups: Vec<Vec<usize>>,
+    /// Number of λ values (glmnet's `nlambda`, default 100).
+    pub nlambda: usize,
+    /// λ_min/λ_max (default 1e-4 if n > p, else 1e-2).
+    pub lambda_min_ratio: Option<f64>,
+    /// A single λ instead of the path.
+    pub lambda: Option<f64>,
+    /// Convergence threshold (glmnet's `thresh`, on max_k H̃_kk Δβ̃_k² relative to the null
+    /// deviance per observation); default 1e-10.
+    pub thresh: f64,
+    /// Maximum IRLS passes per λ.
+    pub max_iter: usize,
+}
+
+impl PathOptions {
+    /// Defaults for a design with `p` coefficients.
+    pub fn new(family: Family, link: Link, penalty: PathPenalty, p: usize) -> PathOptions {
+        PathOptions {
+            family,
+            link,
+            penalty,
+            alpha: 1.0,
+            standardize: true,
+            penalty_factor: vec![1.0; p],
+            groups: Vec::new(),
+            nlambda: 100,
+            lambda_min_ratio: None,
+            lambda: None,
+            thresh: 1e-10,
+            max_iter: 100,
+        }
+    }
+}
+
+/// The fit at one λ.
+#[derive(Debug, Clone)]
+pub struct PathPoint {
+    /// λ.
+    pub lambda: f64,
+    /// Non-zero coefficients (the intercept included), original scale, increasing column.
+    pub beta: Vec<(usize, f64)>,
+    /// Number of non-zero coefficients other than the intercept (glmnet's `df`).
+    pub df: usize,
+    /// Residual deviance Σ aᵢ dᵢ.
+    pub deviance: f64,
+    /// 1 − deviance/null deviance (glmnet's `dev.ratio`).
+    pub dev_ratio: f64,
+    /// IRLS passes spent at this λ.
+    pub iterations: usize,
+    /// Largest violation of the KKT conditions, on the standardised scale per observation.
+    pub kkt_max: f64,
+    /// Whether IRLS converged at this λ.
+    pub converged: bool,
+}
+
+/// A penalised path.
+#[derive(Debug, Clone)]
+pub struct Path {
+    /// Options used.
+    pub options: PathOptions,
+    /// The fits, from λ_max down.
+    pub points: Vec<PathPoint>,
+    /// The smallest λ at which every penalised coefficient is zero.
+    pub lambda_max: f64,
+    /// Deviance of the intercept-only model (with the offset).
+    pub null_deviance: f64,
+    /// Observations with positive weight.
+    pub n_obs: u64,
+    /// N = Σ prior weights.
+    pub sum_weights: f64,
+    /// Column means used for centring (0 without an intercept).
+    pub center: Vec<f64>,
+    /// Column scales s_j (1 when not standardising; 0 for constant columns, left out).
+    pub scale: Vec<f64>,
+    /// Penalty factors as used (glmnet's rescaling applied for the elastic net).
+    pub penalty_factor: Vec<f64>,
+    /// Total passes over the data.
+    pub passes: usize,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Seconds per stage.
+    pub timing: Vec<(String, f64)>,
+}
+
+/// A penalty unit: its columns, its ‖·‖₂ weight w_u and its ridge factor f_u.
+#[derive(Debug, Clone)]
+struct Unit {
+    cols: Vec<usize>,
+    weight: f64,
+    factor: f64,
+}
+
+/// Everything fixed along the path.
+struct Problem<'a> {
+    ds: &'a Dataset,
+    fo: FitOptions,
+    p: usize,
+    intercept: bool,
+    n: f64,
+    center: Vec<f64>,
+    scale: Vec<f64>,
+    /// Always in the working set: the intercept and unpenalised columns.
+    base: Vec<usize>,
+    units: Vec<Unit>,
+    /// Unit of each column (usize::MAX: intercept, unpenalised or excluded).
+    unit_of: Vec<usize>,
+    alpha: f64,
+}
+
+impl Problem<'_> {
+    /// Score on the standardised scale per observation: (Tᵀg)_j/N.
+    fn std_score(&self, score: &[f64], j: usize) -> f64 {
+        let g0 = if self.intercept { score[0] } else { 0.0 };
+        if self.intercept && j == 0 {
+            return g0 / self.n;
+        }
+        (score[j] / self.scale[j] - self.center[j] / self.scale[j] * g0) / self.n
+    }
+
+    fn unit_score_norm(&self, score: &[f64], u: &Unit) -> f64 {
+        u.cols
+            .iter()
+            .map(|&j| self.std_score(score, j).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// One pass at β over the columns `cols`.
+    fn pass(&self, beta: &[f64], cols: &[usize]) -> Result<(ColumnSubset, PassStats)> {
+        let sub = ColumnSubset::new(self.p, cols);
+        let st = irls_pass(
+            self.ds,
+            &self.fo,
+            Eval::Beta(beta),
+            NullModel::Separate,
+            &sub,
+            Rhs::Score,
+        );
+        if st.invalid > 0 || !st.dev.value().is_finite() {
+            return Err(Error::Numerical(format!(
+                "penalised IRLS left the {} family's domain ({} rows with invalid fitted values)",
+                self.fo.family.name(),
+                st.invalid
+            )));
+        }
+        Ok((sub, st))
+    }
+
+    /// Solve the penalised quadratic model of the pass at λ (∞: only the base columns move)
+    /// from β; returns the new β and the step size measure.
+    fn solve(&self, beta: &[f64], sub: &ColumnSubset, st: &PassStats, lambda: f64, thr: f64) -> (Vec<f64>, f64) {
+        let cols = sub.columns();
+        let m = cols.len();
+        let grouped = self.units.iter().any(|u| u.cols.len() > 1);
+        // The transform T: β_j = β̃_j/s_j, β₀ = β̃₀ − Σ c_j β̃_j with c_j = m_j/s_j (no centring
+        // for the group lasso, so that one-hot blocks stay diagonal).
+        let has0 = self.intercept;
+        let s: Vec<f64> = cols
+            .iter()
+            .map(|&j| if has0 && j == 0 { 1.0 } else { self.scale[j] })
+            .collect();
+        let c: Vec<f64> = cols
+            .iter()
+            .map(|&j| {
+                if (has0 && j == 0) || grouped {
+                    0.0
+                } else {
+                    self.center[j] / self.scale[j]
+                }
+            })
+            .collect();
+        let h = &st.gram;
+        let inv_n = 1.0 / self.n;
+        // GT = H·T, then H̃ = Tᵀ·GT (both /N).
+        let mut gt = vec![0.0; m * m];
+        for b in 0..m {
+            for a in 0..m {
+                let mut v = h[b * m + a] / s[b];
+                if has0 && b > 0 {
+                    v -= h[a] * c[b];
+                }
+                gt[b * m + a] = v;
+            }
+        }
+        let mut ht = vec![0.0; m * m];
+        for b in 0..m {
+            for a in 0..m {
+                let mut v = gt[b * m + a] / s[a];
+                if has0 && a > 0 {
+                    v -= c[a] * gt[b * m];
+                }
+                ht[b * m + a] = v * inv_n;
+            }
+        }
+        let g0 = if has0 { st.xtwz[0] } else { 0.0 };
+        let gtil: Vec<f64> = cols
+            .iter()
+            .enumerate()
+            .map(|(a, &j)| {
+                let v = st.xtwz[j] / s[a] - if has0 && a > 0 { c[a] * g0 } else { 0.0 };
+                v * inv_n
+            })
+            .collect();
+        let mut b0: Vec<f64> = cols.iter().enumerate().map(|(a, &j)| beta[j] * s[a]).collect();
+        if has0 {
+            b0[0] = beta[0] + (1..m).map(|a| c[a] * b0[a]).sum::<f64>();
+        }
+        // Blocks: base columns unpenalised, then each unit inside the set.
+        let mut blocks = Vec::new();
+        let mut seen = vec![false; self.units.len()];
+        for (a, &j) in cols.iter().enumerate() {
+            let u = self.unit_of[j];
+            if u == usize::MAX {
+                if self.base.binary_search(&j).is_ok() {
+                    blocks.push(Block::new(vec![a], 0.0, 0.0, &ht, m));
+                }
+                continue;
+            }
+            if seen[u] {
+                continue;
+            }
+            seen[u] = true;
+            let unit = &self.units[u];
+            let locals: Vec<usize> = unit.cols.iter().filter_map(|&k| sub.local(k)).collect();
+            let (l1, l2) = if lambda.is_finite() {
+                (
+                    lambda * self.alpha * unit.weight,
+                    lambda * (1.0 - self.alpha) * unit.factor,
+                )
+            } else {
+                (f64::INFINITY, 0.0)
+            };
+            blocks.push(Block::new(locals, l1, l2, &ht, m));
+        }
+        let res = cd::solve(&ht, m, &gtil, &b0, &blocks, thr * 1e-3, 1_000_000);
+        let mut out = beta.to_vec();
+        for (a, &j) in cols.iter().enumerate() {
+            out[j] = res.beta[a] / s[a];
+        }
+        if has0 {
+            out[0] = res.beta[0] - (1..m).map(|a| c[a] * res.beta[a]).sum::<f64>();
+        }
+        (out, res.step)
+    }
+
+    /// Units (outside `sub`) violating the KKT conditions at λ, with the pass's score.
+    fn violators(&self, score: &[f64], sub: &ColumnSubset, lambda: f64) -> Vec<usize> {
+        let mut add = Vec::new();
+        for u in &self.units {
+            if sub.local(u.cols[0]).is_some() {
+                continue;
+            }
+            if self.unit_score_norm(score, u) > lambda * self.alpha * u.weight * (1.0 + 1e-9) {
+                add.extend_from_slice(&u.cols);
+            }
+        }
+        add
+    }
+
+    /// Largest KKT violation at β (standardised scale, per observation).
+    fn kkt_max(&self, score: &[f64], beta: &[f64], lambda: f64) -> f64 {
+        let mut worst: f64 = 0.0;
+        for &j in &self.base {
+            worst = worst.max(self.std_score(score, j).abs());
+        }
+        for u in &self.units {
+            let bt: Vec<f64> = u.cols.iter().map(|&j| beta[j] * self.scale[j]).collect();
+            let nb = bt.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if nb == 0.0 {
+                worst = worst.max(self.unit_score_norm(score, u) - lambda * self.alpha * u.weight);
+            } else {
+                for (&j, &b) in u.cols.iter().zip(&bt) {
+                    let r = self.std_score(score, j)
+                        - lambda * self.alpha * u.weight * b / nb
+                        - lambda * (1.0 - self.alpha) * u.factor * b;
+                    worst = worst.max(r.abs());
+                }
+            }
+        }
+        worst
+    }
+}
+
+/// Column means and scales (prior-weighted, 1/N), in one pass.
+fn moments(ds: &Dataset, intercept: bool, standardize: bool) -> (Vec<f64>, Vec<f64>) {
+    let layout = &ds.design().layout;
+    let p = layout.p;
+    let (s1, s2, sum_a) = ds.cache.par_fold(
+        || (vec![0.0; p], vec![0.0; p], 0.0),
+        |(mut s1, mut s2, sa), v| {
+            let a: Vec<f64> = (0..v.n).map(|i| response(&v, i).1).collect();
+            let ones = vec![1.0; v.n];
+            xt_v(&v, layout, &ones, Some(&a), &mut s1);
+            xt_sq(&v, layout, &a, &mut s2);
+            let sa = sa + a.iter().sum::<f64>();
+            (s1, s2, sa)
+        },
+        |(mut a1, mut a2, sa), (b1, b2, sb)| {
+            for (x, y) in a1.iter_mut().zip(&b1) {
+                *x += y;
+            }
+            for (x, y) in a2.iter_mut().zip(&b2) {
+                *x += y;
+            }
+            (a1, a2, sa + sb)
+        },
+    );
+    let mut center = vec![0.0; p];
+    let mut scale = vec![1.0; p];
+    for j in (intercept as usize)..p {
+        let mean = s1[j] / sum_a;
+        // Without an intercept glmnet neither centres nor uses a centred variance.
+        let var = if intercept {
+            (s2[j] / sum_a - mean * mean).max(0.0)
+        } else {
+            s2[j] / sum_a
+        };
+        if intercept {
+            center[j] = mean;
+        }
+        // Constant columns (no variation) are left out, as glmnet does.
+        let constant = var == 0.0 || var <= 1e-13 * mean * mean;
+        scale[j] = if constant {
+            0.0
+        } else if standardize {
+            var.sqrt()
+        } else {
+            1.0
+        };
+    }
+    (center, scale)
+}
+
+/// Fit the penalised path over the dataset's chunk cache.
+pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
+    let t0 = Instant::now();
+    let design = ds.design();
+    let layout = &design.layout;
+    let p = layout.p;
+    let intercept = layout.intercept;
+    if !(0.0..=1.0).contains(&opts.alpha) {
+        return Err(Error::Usage(format!("--alpha must be in [0, 1], got {}", opts.alpha)));
+    }
+    if opts.penalty_factor.len() != p || opts.penalty_factor.iter().any(|f| f.is_nan() || *f < 0.0) {
+        return Err(Error::Usage("penalty factors must be non-negative numbers".into()));
+    }
+    let mut fo = FitOptions::new(opts.family, Some(opts.link))?;
+    fo.max_iter = opts.max_iter;
+    let (tot, mut warnings, null) = prepare(ds, opts.family)?;
+    let n = tot.sum_w;
+    let ybar = tot.sum_wy / tot.sum_w;
+    let (center, scale) = moments(ds, intercept, opts.standardize);
+    let mut passes = 1;
+
+    // Penalty factors: glmnet rescales them to sum to the number of columns (elastic net).
+    let first = intercept as usize;
+    let mut vp = opts.penalty_factor.clone();
+    if intercept {
+        vp[0] = 0.0;
+    }
+    if opts.penalty == PathPenalty::ElasticNet {
+        let total: f64 = vp[first..].iter().sum();
+        if total <= 0.0 {
+            return Err(Error::Usage("every penalty factor is 0: nothing to penalise".into()));
+        }
+        let k = (p - first) as f64 / total;
+        for f in &mut vp[first..] {
+            *f *= k;
+        }
+    }
+    // Units and the always-present base set.
+    let mut unit_of = vec![usize::MAX; p];
+    let mut units = Vec::new();
+    let mut base: Vec<usize> = if intercept { vec![0] } else { vec![] };
+    let mut in_group = vec![false; p];
+    if opts.penalty == PathPenalty::Group {
+        for g in &opts.groups {
+            let cols: Vec<usize> = g.iter().copied().filter(|&j| j >= first && scale[j] > 0.0).collect();
+            if cols.is_empty() {
+                continue;
+            }
+            for &j in g {
+                in_group[j] = true;
+            }
+            let f0 = vp[cols[0]];
+            if cols.iter().any(|&j| vp[j] != f0) {
+                return Err(Error::Usage(format!(
+                    "the columns of one group need the same penalty factor ({} and {} differ)",
+                    design.coef_names[cols[0]],
+                    design.coef_names[*cols.iter().find(|&&j| vp[j] != f0).unwrap_or(&cols[0])]
+                )));
+            }
+            if f0 == 0.0 {
+                base.extend_from_slice(&cols);
+                continue;
+            }
+            for &j in &cols {
+                unit_of[j] = units.len();
+            }
+            units.push(Unit {
+                weight: (cols.len() as f64).sqrt() * f0,
+                factor: f0,
+                cols,
+            });
+        }
+    }
+    for j in first..p {
+        if in_group[j] || scale[j] == 0.0 {
+            continue;
+        }
+        if vp[j] == 0.0 {
+            base.push(j);
+        } else {
+            unit_of[j] = units.len();
+            units.push(Unit {
+                cols: vec![j],
+                weight: vp[j],
+                factor: vp[j],
+            });
+        }
+    }
+    base.sort_unstable();
+    let excluded = (first..p).filter(|&j| scale[j] == 0.0).count();
+    if excluded > 0 {
+        warnings.push(format!("{excluded} constant column(s) left out of the penalised fit"));
+    }
+    let prob = Problem {
+        ds,
+        fo,
+        p,
+        intercept,
+        n,
+        center: center.clone(),
+        scale: scale.clone(),
+        base,
+        units,
+        unit_of,
+        alpha: opts.alpha,
+    };
+    let null_deviance = match null {
+        NullModel::Separate => null_deviance_with_offset(ds, &prob.fo, ybar),
+        _ => f64::NAN, // from the first pass below
+    };
+
+    // The null fit: intercept and unpenalised columns only (λ = ∞).
+    let mut beta = vec![0.0; p];
+    if intercept {
+        let b0 = opts.link.link(ybar.clamp(1e-10, f64::MAX));
+        beta[0] = if b0.is_finite() { b0 } else { 0.0 };
+    }
+    let first_pass = irls_pass(
+        ds,
+        &prob.fo,
+        Eval::Beta(&beta),
+        null,
+        &ColumnSubset::new(p, &prob.base),
+        Rhs::Score,
+    );
+    passes += 1;
+    let null_deviance = if null_deviance.is_nan() {
+        first_pass.null_dev.value()
+    } else {
+        null_deviance
+    };
+    if null_deviance.is_nan() || null_deviance <= 0.0 {
+        return Err(Error::Numerical(format!(
+            "the null deviance is {null_deviance}: the response does not vary, nothing to fit"
+        )));
+    }
+    let thr = opts.thresh * null_deviance / n;
+    let mut cur = Some((ColumnSubset::new(p, &prob.base), first_pass));
+    let mut want = prob.base.clone();
+    let mut step = f64::INFINITY;
+    let mut null_its = 0;
+    loop {
+        let (sub, st) = match cur.take() {
+            Some(x) => x,
+            None => {
+                passes += 1;
+                prob.pass(&beta, &want)?
+            }
+        };
+        if step < thr || null_its >= opts.max_iter {
+            cur = Some((sub, st));
+            break;
+        }
+        let (b, s) = prob.solve(&beta, &sub, &st, f64::INFINITY, thr);
+        beta = b;
+        step = s;
+        null_its += 1;
+    }
+    let (sub0, st0) = cur.as_ref().expect("null fit pass");
+    let amax = opts.alpha.max(1e-3);
+    let lambda_max = prob
+        .units
+        .iter()
+        .map(|u| prob.unit_score_norm(&st0.xtwz, u) / (u.weight * amax))
+        .fold(0.0, f64::max);
+    let _ = sub0;
+    if lambda_max.is_nan() || lambda_max <= 0.0 || !lambda_max.is_finite() {
+        return Err(Error::Numerical(format!(
+            "lambda_max is {lambda_max}: no penalised column is related to the response"
+        )));
+    }
+    let lambdas: Vec<f64> = match opts.lambda {
+        Some(l) => {
+            if !(l > 0.0 && l.is_finite()) {
+                return Err(Error::Usage(format!("--lambda must be positive, got {l}")));
+            }
+            vec![l]
+        }
+        None => {
+            if opts.nlambda < 1 {
+                return Err(Error::Usage("--nlambda must be at least 1".into()));
+            }
+            let ratio = opts
+                .lambda_min_ratio
+                .unwrap_or(if tot.n_ok as usize > p - first { 1e-4 } else { 1e-2 });
+            if !(ratio > 0.0 && ratio < 1.0) {
+                return Err(Error::Usage(format!(
+                    "--lambda-min-ratio must be in (0, 1), got {ratio}"
+                )));
+            }
+            let alf = if opts.nlambda > 1 {
+                ratio.powf(1.0 / (opts.nlambda - 1) as f64)
+            } else {
+                1.0
+            };
+            let mut v = Vec::with_capacity(opts.nlambda);
+            let mut l = lambda_max;
+            for _ in 0..opts.nlambda {
+                v.push(l);
+                l *= alf;
+            }
+            v
+        }
+    };
+    let t_setup = t0.elapsed().as_secs_f64();
+
+    let mut points: Vec<PathPoint> = Vec::new();
+    let mut lam_prev = lambda_max;
+    for (m, &lam) in lambdas.iter().enumerate() {
+        let mut its = 0;
+        let mut converged = true;
+        if lam < lambda_max {
+            // Sequential strong rule, plus everything non-zero and the previous set.
+            let (sub, st) = cur.as_ref().expect("pass at the current beta");
+            let cut = prob.alpha * (2.0 * lam - lam_prev);
+            want = sub.columns().to_vec();
+            for u in &prob.units {
+                if sub.local(u.cols[0]).is_some() {
+                    continue;
+                }
+                if u.cols.iter().any(|&j| beta[j] != 0.0) || prob.unit_score_norm(&st.xtwz, u) >= cut * u.weight {
+                    want.extend_from_slice(&u.cols);
+                }
+            }
+            want.sort_unstable();
+            want.dedup();
+            let mut step = f64::INFINITY;
+            loop {
+                let (sub, st) = match cur.take() {
+                    Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
+                    _ => {
+                        passes += 1;
+                        its += 1;
+                        prob.pass(&beta, &want)?
+                    }
+                };
+                if step < thr {
+                    let add = prob.violators(&st.xtwz, &sub, lam);
+                    if add.is_empty() {
+                        cur = Some((sub, st));
+                        break;
+                    }
+                    want.extend(add);
+                    want.sort_unstable();
+                    want.dedup();
+                    step = f64::INFINITY;
+                    cur = Some((sub, st));
+                    continue;
+                }
+                if its >= opts.max_iter {
+                    converged = false;
+                    cur = Some((sub, st));
+                    break;
+                }
+                let (b, s) = prob.solve(&beta, &sub, &st, lam, thr);
+                beta = b;
+                step = s;
+                want = sub.columns().to_vec();
+            }
+        }
+        let (_, st) = cur.as_ref().expect("pass at the current beta");
+        let deviance = st.dev.value();
+        let nz: Vec<(usize, f64)> = beta
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != 0.0)
+            .map(|(j, b)| (j, *b))
+            .collect();
+        let df = nz.iter().filter(|(j, _)| !(intercept && *j == 0)).count();
+        points.push(PathPoint {
+            lambda: lam,
+            df,
+            deviance,
+            dev_ratio: 1.0 - deviance / null_deviance,
+            iterations: its,
+            kkt_max: prob.kkt_max(&st.xtwz, &beta, lam),
+            converged,
+            beta: nz,
+        });
+        if !converged {
+            warnings.push(format!(
+                "IRLS did not converge in {} passes at lambda[{m}] = {lam:.6e}",
+                opts.max_iter
+            ));
+        }
+        lam_prev = lam;
+        // glmnet's early stop.
+        if opts.lambda.is_none() && m + 1 >= MNLAM.min(lambdas.len()) && m > 0 {
+            let (r, r0) = (points[m].dev_ratio, points[m - 1].dev_ratio);
+            let small = if opts.family == Family::Gaussian {
+                r - r0 < FDEV * r
+            } else {
+                r - r0 < FDEV
+            };
+            if small || r > DEVMAX {
+                break;
+            }
+        }
+    }
+    let timing = vec![
+        ("path_setup".to_string(), t_setup),
+        ("path".to_string(), t0.elapsed().as_secs_f64() - t_setup),
+    ];
+    Ok(Path {
+        options: opts.clone(),
+        points,
+        lambda_max,
+        null_deviance,
+        n_obs: tot.n_ok,
+        sum_weights: n,
+        center,
+        scale,
+        penalty_factor: vp,
+        passes,
+        warnings,
+        timing,
+    })
+}
+
+/// The fit at path point `index` as a [`Fit`], for the summary and the diagnostics: the kept
+/// columns are the intercept and the non-zero coefficients (the active set), and `information`
+/// is XᵀWX at β̂ over them plus the ridge part of the penalty, N·λ(1 − α)·f_j·s_j² (one pass).
+/// No standard errors (as glmnet); dispersion 1, or Pearson χ²/(n − |active set|).
+pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
+    let pt = path.points.get(index).ok_or_else(|| {
+        Error::Usage(format!(
+            "--select-lambda {index}: the path has {} values",
+            path.points.len()
+        ))
+    })?;
+    let design = ds.design();
+    let p = design.layout.p;
+    let o = &path.options;
+    let fo = FitOptions::new(o.family, Some(o.link))?;
+    let mut beta = vec![0.0; p];
+    for &(j, b) in &pt.beta {
+        beta[j] = b;
+    }
+    let mut kept: Vec<usize> = pt.beta.iter().map(|&(j, _)| j).collect();
+    if design.layout.intercept && kept.first() != Some(&0) {
+        kept.insert(0, 0);
+    }
+    let sub = ColumnSubset::new(p, &kept);
+    let st = irls_pass(ds, &fo, Eval::Beta(&beta), NullModel::Separate, &sub, Rhs::Score);
+    let m = kept.len();
+    let ridge_of = |j: usize| -> f64 {
+        if design.layout.intercept && j == 0 {
+            0.0
+        } else {
+            path.sum_weights * pt.lambda * (1.0 - o.alpha) * path.penalty_factor[j] * path.scale[j] * path.scale[j]
+        }
+    };
+    let penalty_curvature: Vec<f64> = kept.iter().map(|&j| ridge_of(j)).collect();
+    let mut information = st.gram.clone();
+    for (k, c) in penalty_curvature.iter().enumerate() {
+        information[k * m + k] += c;
+    }
+    let n = path.n_obs as f64;
+    let df_residual = n - m as f64;
+    let dispersion = if o.family.fixed_dispersion() {
+        1.0
+    } else if df_residual > 0.0 {
+        st.pearson.value() / df_residual
+    } else {
+        f64::NAN
+    };
+    let penalty = match o.penalty {
+        PathPenalty::ElasticNet => Penalty::ElasticNet {
+            lambda: pt.lambda,
+            alpha: o.alpha,
+        },
+        PathPenalty::Group => Penalty::Group {
+            lambda: pt.lambda,
+            alpha: o.alpha,
+        },
+    };
+    let timing = path.timing.clone();
+    Ok(Fit {
+        family: o.family,
+        link: o.link,
+        penalty,
+        n_obs: path.n_obs,
+        n_params: p,
+        rank: m,
+        beta,
+        aliased: vec![false; p],
+        std_error: vec![None; p],
+        deviance: st.dev.value(),
+        null_deviance: path.null_deviance,
+        aic: f64::NAN,
+        dispersion,
+        pearson_chi2: st.pearson.value(),
+        df_residual,
+        df_null: n - design.layout.intercept as usize as f64,
+        iterations: path.passes,
+        converged: path.points.iter().all(|p| p.converged),
+        warnings: path.warnings.clone(),
+        kept,
+        cov_unscaled: Mat::zeros(0, 0),
+        information,
+        penalty_curvature,
+        sum_weights: path.sum_weights,
+        timing,
+    })
+}

@@ -16,3 +16,11 @@ Rscript reference_glmnet.R --data $F/adult.parquet --label income_gt50k --family
   --numeric age,education_num,capital_gain,capital_loss,hours_per_week \
   --categorical workclass,marital_status,occupation,relationship,race,sex,native_country \
   --filter split=train --thresh 1e-14 --out $OUT/glmnet_adult_lasso_tight.json
+# The extra references of run_glmnet_extra.sh, again at thresh = 1e-14 (same commands).
+for f in glmnet_adult_enet05 glmnet_communities_lasso_nostd glmnet_communities_lasso_pf \
+         glmnet_insurance_poisson_lasso glmnet_insurance_gaussian_enet glmnet_adult_lasso_weights; do
+  cmd=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['command'])" "$OUT/$f.json")
+  cmd=${cmd/--thresh 1e-10/--thresh 1e-14}
+  cmd=${cmd/--out fixtures\/reference\/$f.json/--out fixtures/reference/${f}_tight.json}
+  (cd ../.. && $cmd)
+done

@@ -3,7 +3,9 @@
 //!
 //! minimise  (1/N) Σᵢ aᵢ·devᵢ/2 + λ Σ_u [ (1 − α)/2·f_u‖β̃_u‖² + α·w_u‖β̃_u‖₂ ]
 //!
-//! over (β₀, β), N = Σ aᵢ, the intercept unpenalised. A penalty unit u is one column (lasso,
+//! over (β₀, β), N = Σ aᵢ, the intercept unpenalised. For the Gaussian family glmnet
+//! standardises y internally, which divides the ridge part by σ_y (y's 1/N-weighted standard
+//! deviation): its objective is (1/2N)·RSS + λ[(1 − α)/(2σ_y)‖β̃‖² + α‖β̃‖₁], and so is ours. A penalty unit u is one column (lasso,
 //! elastic net; w_u = f_u = its penalty factor, rescaled like glmnet's to sum to the number of
 //! columns) or one group (group lasso; w_u = √|u|·f_u). β̃ is β on the standardised scale,
 //! β̃_j = s_j·β_j with s_j the column's 1/N-weighted standard deviation (`standardize`, glmnet's
@@ -141,6 +143,9 @@ pub struct Path {
     pub scale: Vec<f64>,
     /// Penalty factors as used (glmnet's rescaling applied for the elastic net).
     pub penalty_factor: Vec<f64>,
+    /// Divisor of the ridge part of the penalty: σ_y for the Gaussian family (glmnet's
+    /// internal standardisation of y), 1 otherwise.
+    pub ridge_scale: f64,
     /// Total passes over the data.
     pub passes: usize,
     /// Warnings.
@@ -348,30 +353,40 @@ impl Problem<'_> {
     }
 }
 
-/// Column means and scales (prior-weighted, 1/N), in one pass.
-fn moments(ds: &Dataset, intercept: bool, standardize: bool) -> (Vec<f64>, Vec<f64>) {
+/// Column means and scales (prior-weighted, 1/N), and y's 1/N standard deviation, in one pass.
+fn moments(ds: &Dataset, intercept: bool, standardize: bool) -> (Vec<f64>, Vec<f64>, f64) {
     let layout = &ds.design().layout;
     let p = layout.p;
-    let (s1, s2, sum_a) = ds.cache.par_fold(
-        || (vec![0.0; p], vec![0.0; p], 0.0),
-        |(mut s1, mut s2, sa), v| {
-            let a: Vec<f64> = (0..v.n).map(|i| response(&v, i).1).collect();
+    let (s1, s2, [sum_a, sum_y, sum_yy]) = ds.cache.par_fold(
+        || (vec![0.0; p], vec![0.0; p], [0.0; 3]),
+        |(mut s1, mut s2, mut t), v| {
+            let ya: Vec<(f64, f64)> = (0..v.n).map(|i| response(&v, i)).collect();
+            let a: Vec<f64> = ya.iter().map(|r| r.1).collect();
             let ones = vec![1.0; v.n];
             xt_v(&v, layout, &ones, Some(&a), &mut s1);
             xt_sq(&v, layout, &a, &mut s2);
-            let sa = sa + a.iter().sum::<f64>();
-            (s1, s2, sa)
+            for &(y, a) in &ya {
+                t[0] += a;
+                t[1] += a * y;
+                t[2] += a * y * y;
+            }
+            (s1, s2, t)
         },
-        |(mut a1, mut a2, sa), (b1, b2, sb)| {
+        |(mut a1, mut a2, mut ta), (b1, b2, tb)| {
             for (x, y) in a1.iter_mut().zip(&b1) {
                 *x += y;
             }
             for (x, y) in a2.iter_mut().zip(&b2) {
                 *x += y;
             }
-            (a1, a2, sa + sb)
+            for (x, y) in ta.iter_mut().zip(tb) {
+                *x += y;
+            }
+            (a1, a2, ta)
         },
     );
+    let ybar = sum_y / sum_a;
+    let sd_y = (sum_yy / sum_a - ybar * ybar).max(0.0).sqrt();
     let mut center = vec![0.0; p];
     let mut scale = vec![1.0; p];
     for j in (intercept as usize)..p {
@@ -395,7 +410,7 @@ fn moments(ds: &Dataset, intercept: bool, standardize: bool) -> (Vec<f64>, Vec<f
             1.0
         };
     }
-    (center, scale)
+    (center, scale, sd_y)
 }
 
 /// Fit the penalised path over the dataset's chunk cache.
@@ -416,7 +431,12 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
     let (tot, mut warnings, null) = prepare(ds, opts.family)?;
     let n = tot.sum_w;
     let ybar = tot.sum_wy / tot.sum_w;
-    let (center, scale) = moments(ds, intercept, opts.standardize);
+    let (center, scale, sd_y) = moments(ds, intercept, opts.standardize);
+    let ridge_scale = if opts.family == Family::Gaussian && sd_y > 0.0 {
+        sd_y
+    } else {
+        1.0
+    };
     let mut passes = 1;
 
     // Penalty factors: glmnet rescales them to sum to the number of columns (elastic net).
@@ -466,7 +486,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             }
             units.push(Unit {
                 weight: (cols.len() as f64).sqrt() * f0,
-                factor: f0,
+                factor: f0 / ridge_scale,
                 cols,
             });
         }
@@ -482,7 +502,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             units.push(Unit {
                 cols: vec![j],
                 weight: vp[j],
-                factor: vp[j],
+                factor: vp[j] / ridge_scale,
             });
         }
     }
@@ -547,7 +567,8 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 prob.pass(&beta, &want)?
             }
         };
-        if step < thr || null_its >= opts.max_iter {
+        // λ_max comes from the score here: converge far past `thr` (Newton, a pass or two more).
+        if step < thr * 1e-12 || null_its >= opts.max_iter {
             cur = Some((sub, st));
             break;
         }
@@ -711,6 +732,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
         center,
         scale,
         penalty_factor: vp,
+        ridge_scale,
         passes,
         warnings,
         timing,
@@ -748,6 +770,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
             0.0
         } else {
             path.sum_weights * pt.lambda * (1.0 - o.alpha) * path.penalty_factor[j] * path.scale[j] * path.scale[j]
+                / path.ridge_scale
         }
     };
     let penalty_curvature: Vec<f64> = kept.iter().map(|&j| ridge_of(j)).collect();

@@ -39,6 +39,9 @@ pub const FDEV: f64 = 1e-5;
 pub const DEVMAX: f64 = 0.999;
 /// glmnet's `mnlam`: the early stop is checked from the 5th λ on.
 pub const MNLAM: usize = 5;
+/// Columns that may join the working set at once (more when the set is larger): the strong
+/// rule keeps every column when λ falls by more than half between two values.
+pub const WORKING_SET_STEP: usize = 1000;
 
 /// Which penalty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -319,16 +322,37 @@ impl Problem<'_> {
 
     /// Units (outside `sub`) violating the KKT conditions at λ, with the pass's score.
     fn violators(&self, score: &[f64], sub: &ColumnSubset, lambda: f64) -> Vec<usize> {
+        self.entering(score, sub, lambda * self.alpha * (1.0 + 1e-9))
+    }
+
+    /// Units outside `sub` (where every non-zero coefficient already is) whose standardised
+    /// score reaches `cut`·w_u, at most [`Self::budget`] columns of them, the largest
+    /// ‖score‖/w_u first: the working set grows by bounded steps (its Gram is m×m in RAM), and
+    /// the KKT check after convergence brings in anything left out.
+    fn entering(&self, score: &[f64], sub: &ColumnSubset, cut: f64) -> Vec<usize> {
+        let mut cand: Vec<(f64, usize)> = self
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| sub.local(u.cols[0]).is_none())
+            .map(|(k, u)| (self.unit_score_norm(score, u) / u.weight, k))
+            .filter(|&(r, _)| r >= cut)
+            .collect();
+        cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let budget = self.budget(sub.len());
         let mut add = Vec::new();
-        for u in &self.units {
-            if sub.local(u.cols[0]).is_some() {
-                continue;
+        for (_, k) in cand {
+            if !add.is_empty() && add.len() + self.units[k].cols.len() > budget {
+                break;
             }
-            if self.unit_score_norm(score, u) > lambda * self.alpha * u.weight * (1.0 + 1e-9) {
-                add.extend_from_slice(&u.cols);
-            }
+            add.extend_from_slice(&self.units[k].cols);
         }
         add
+    }
+
+    /// How many columns may join a working set of `m` columns at once.
+    fn budget(&self, m: usize) -> usize {
+        m.max(WORKING_SET_STEP)
     }
 
     /// Largest KKT violation at β (standardised scale, per observation).
@@ -635,30 +659,38 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
         if lam < lambda_max {
             // Sequential strong rule, plus everything non-zero and the previous set.
             let (sub, st) = cur.as_ref().expect("pass at the current beta");
-            let cut = prob.alpha * (2.0 * lam - lam_prev);
+            let st_score = &st.xtwz;
+            // When λ falls by more than half the strong rule keeps everything; screen with half
+            // the KKT threshold instead (the KKT check after convergence is what is exact).
+            let cut = prob.alpha * (2.0 * lam - lam_prev).max(0.5 * lam);
             want = sub.columns().to_vec();
-            for u in &prob.units {
-                if sub.local(u.cols[0]).is_some() {
-                    continue;
-                }
-                if u.cols.iter().any(|&j| beta[j] != 0.0) || prob.unit_score_norm(&st.xtwz, u) >= cut * u.weight {
-                    want.extend_from_slice(&u.cols);
-                }
-            }
+            want.extend(prob.entering(st_score, sub, cut));
             want.sort_unstable();
             want.dedup();
             let mut step = f64::INFINITY;
+            // Columns the last solve covered (KKT is checked outside them), and the score of
+            // the last pass (to look ahead).
+            let mut solved = ColumnSubset::new(p, &want);
+            let mut last_score: Vec<f64> = st_score.clone();
             loop {
                 let (sub, st) = match cur.take() {
                     Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
                     _ => {
+                        let mut cols = want.clone();
+                        // The pass that should confirm convergence also accumulates the Gram of
+                        // the next λ's likely entrants, so that λ can start without a pass.
+                        if let (true, Some(&next)) = (step < thr, lambdas.get(m + 1)) {
+                            let cut = prob.alpha * (2.0 * next - lam).max(0.5 * next);
+                            let inside = ColumnSubset::new(p, &want);
+                            cols.extend(prob.entering(&last_score, &inside, cut));
+                        }
                         passes += 1;
                         its += 1;
-                        prob.pass(&beta, &want)?
+                        prob.pass(&beta, &cols)?
                     }
                 };
                 if step < thr {
-                    let add = prob.violators(&st.xtwz, &sub, lam);
+                    let add = prob.violators(&st.xtwz, &solved, lam);
                     if add.is_empty() {
                         cur = Some((sub, st));
                         break;
@@ -679,6 +711,8 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 beta = b;
                 step = s;
                 want = sub.columns().to_vec();
+                solved = sub;
+                last_score = st.xtwz;
             }
         }
         let (_, st) = cur.as_ref().expect("pass at the current beta");

@@ -351,7 +351,11 @@ pub fn diagnose(
         let end = (start + batch).min(n_chunks);
         let outs: Vec<RowDiagnostics> = (start..end)
             .into_par_iter()
-            .map(|c| per_chunk(ds.cache.view(c)))
+            .map(|c| {
+                let d = per_chunk(ds.cache.view(c));
+                ds.cache.release(c);
+                d
+            })
             .collect();
         for d in &outs {
             for i in 0..d.row.len() {

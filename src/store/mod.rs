@@ -273,11 +273,17 @@ fn map_file(path: &Path) -> Result<Mmap> {
     unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))
 }
 
+/// Caches up to this size stay fully mapped between passes; larger ones are released chunk by
+/// chunk (see [`ChunkCache::release`]).
+pub const RESIDENT_CACHE_BYTES: u64 = 256 << 20;
+
 /// An opened, validated chunk cache.
 pub struct ChunkCache {
     dir: PathBuf,
     manifest: Manifest,
     chunks: Vec<MappedChunk>,
+    /// Whether passes drop each chunk's pages after use (large caches).
+    release_pages: bool,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -397,10 +403,12 @@ impl ChunkCache {
             .into_iter()
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(inv)?;
+        let total: u64 = manifest.chunks.iter().map(|c| c.bytes).sum();
         Ok(ChunkCache {
             dir: dir.to_path_buf(),
             manifest,
             chunks,
+            release_pages: total > RESIDENT_CACHE_BYTES,
         })
     }
 
@@ -422,6 +430,19 @@ impl ChunkCache {
     /// Zero-copy view of chunk `i`.
     pub fn view(&self, i: usize) -> ChunkView<'_> {
         self.chunks[i].view()
+    }
+
+    /// Drop chunk `i`'s pages from this process's resident set once a pass is done with it
+    /// (they stay in the OS page cache; the next pass maps them back with minor faults). Only
+    /// for caches larger than [`RESIDENT_CACHE_BYTES`], so that resident memory stays
+    /// independent of n; smaller caches stay mapped.
+    pub fn release(&self, i: usize) {
+        if self.release_pages {
+            // SAFETY: the mapping is a read-only shared mapping of a file nobody modifies
+            // (see `map_file`): MADV_DONTNEED only drops the page-table entries, and a later
+            // access re-reads the same bytes from the page cache. No view of it is invalidated.
+            let _ = unsafe { self.chunks[i].map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
     }
 
     /// Total bytes of chunk files.
@@ -457,7 +478,11 @@ impl ChunkCache {
             .into_par_iter()
             .map(|k| {
                 let (a, b) = (k * n / g, (k + 1) * n / g);
-                (a..b).fold(init(), |acc, i| fold(acc, self.view(i)))
+                (a..b).fold(init(), |acc, i| {
+                    let acc = fold(acc, self.view(i));
+                    self.release(i);
+                    acc
+                })
             })
             .collect();
         parts.into_iter().reduce(merge).unwrap_or_else(init)
@@ -467,7 +492,11 @@ impl ChunkCache {
     pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
         (0..self.chunks.len())
             .into_par_iter()
-            .map(|i| f(i, self.view(i)))
+            .map(|i| {
+                let out = f(i, self.view(i));
+                self.release(i);
+                out
+            })
             .collect()
     }
 }

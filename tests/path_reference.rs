@@ -79,14 +79,6 @@ fn run(r: &Value) -> (fulcrum::Dataset, fulcrum::glm::Path, tempfile::TempDir) {
     (ds, path, tmp)
 }
 
-/// glmnet's Poisson path stops on a quantity other than the reported deviance ratio (with the
-/// factory fdev = 1e-5, R's insurance path stops where dev.ratio changes by 6.1e-8, i.e. at a
-/// change of ~1e-5 relative to a baseline ~160× smaller than the null deviance; not identified),
-/// so for Poisson only the common points are compared.
-fn poisson_stop_differs(r: &Value) -> bool {
-    r["family"].as_str() == Some("poisson")
-}
-
 /// glmnet's objective at β (full p-vector, original scale) and λ: (1/N)·Σ aᵢ devᵢ/2 +
 /// λ Σ_j f_j ((1 − α)/(2σ) (s_j β_j)² + α |s_j β_j|) (σ = σ_y for Gaussian, else 1),
 /// evaluated with compensated sums.
@@ -191,7 +183,7 @@ fn check(name: &str, tight: Option<&str>) {
             bad.push(format!("lambda[{k}] KKT violation {}", pt.kkt_max));
         }
     }
-    if path.points.len() != lam.len() && !poisson_stop_differs(&r) {
+    if path.points.len() != lam.len() {
         bad.push(format!("path length {} vs glmnet's {}", path.points.len(), lam.len()));
     }
     // Weights given as a column divided by a constant (glmnet_adult_lasso_weights.json):

@@ -16,8 +16,9 @@
 //! all p columns and XᵀWX over the strong set only; coordinate descent ([`super::cd`]) then
 //! solves the penalised quadratic in RAM. Sequential strong rules choose the set; after
 //! convergence the KKT conditions are checked on every column with the pass's full score, and
-//! violators join the set. Warm starts along λ_max·r^k; glmnet's early stop (deviance ratio
-//! change < 1e-5 or above 0.999, after 5 values).
+//! violators join the set. Warm starts along λ_max·r^k; glmnet's early stop (from the 5th value:
+//! deviance ratio above 0.999, or gaining less than 1e-5 — relative for Gaussian; for Poisson
+//! less than 1e-4 relative over the last 4 values).
 
 use std::time::Instant;
 
@@ -741,15 +742,17 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             ));
         }
         lam_prev = lam;
-        // glmnet's early stop.
-        if opts.lambda.is_none() && m + 1 >= MNLAM.min(lambdas.len()) && m > 0 {
-            let (r, r0) = (points[m].dev_ratio, points[m - 1].dev_ratio);
-            let small = if opts.family == Family::Gaussian {
-                r - r0 < FDEV * r
-            } else {
-                r - r0 < FDEV
+        // glmnet's early stop (glmnet.path in R 4.1, and the same rules in its C++ paths).
+        let mnl = MNLAM.min(lambdas.len());
+        if opts.lambda.is_none() && m + 1 >= mnl && m > 0 {
+            let r = points[m].dev_ratio;
+            let small = match opts.family {
+                Family::Gaussian => r - points[m - 1].dev_ratio < FDEV * r,
+                // Poisson: the change over the last mnl − 1 values, 10·fdev relative.
+                Family::Poisson => r - points[m + 1 - mnl].dev_ratio < 10.0 * FDEV * r,
+                _ => r - points[m - 1].dev_ratio < FDEV,
             };
-            if small || r > DEVMAX {
+            if r > DEVMAX || small {
                 break;
             }
         }

@@ -451,7 +451,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .collect();
             let mut w =
                 fulcrum::report::parquet::F64TableWriter::create(&out.join("diagnostics.parquet"), "row", &cols)?;
-            let (dsum, dfb) = fulcrum::influence::diagnose(ds, fit, &dopts, |d| w.write(&d.row, &d.columns()))?;
+            let (dsum, dfb) = fulcrum::influence::diagnose(ds, fit, &dopts, |d| {
+                let (rows, cols) = d.into_columns();
+                w.write_owned(rows, cols)
+            })?;
             w.finish()?;
             let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
             let mut wb = fulcrum::report::parquet::F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;

@@ -91,20 +91,23 @@ impl RowDiagnostics {
         "dffits",
     ];
 
-    /// The f64 columns in [`RowDiagnostics::COLUMNS`] order.
-    pub fn columns(&self) -> [&[f64]; 10] {
-        [
-            &self.eta,
-            &self.mu,
-            &self.hat,
-            &self.resid_response,
-            &self.resid_pearson,
-            &self.resid_deviance,
-            &self.resid_studentized,
-            &self.cooks_d,
-            &self.cbar,
-            &self.dffits,
-        ]
+    /// The f64 columns in [`RowDiagnostics::COLUMNS`] order, by value (no copy).
+    pub fn into_columns(self) -> (Vec<u64>, [Vec<f64>; 10]) {
+        (
+            self.row,
+            [
+                self.eta,
+                self.mu,
+                self.hat,
+                self.resid_response,
+                self.resid_pearson,
+                self.resid_deviance,
+                self.resid_studentized,
+                self.cooks_d,
+                self.cbar,
+                self.dffits,
+            ],
+        )
     }
 }
 
@@ -259,7 +262,7 @@ pub fn diagnose(
     ds: &Dataset,
     fit: &Fit,
     opts: &DiagOptions,
-    mut sink: impl FnMut(&RowDiagnostics) -> Result<()>,
+    mut sink: impl FnMut(RowDiagnostics) -> Result<()>,
 ) -> Result<(DiagSummary, Dfbetas)> {
     let layout = &ds.design().layout;
     let p = layout.p;
@@ -357,7 +360,7 @@ pub fn diagnose(
                 d
             })
             .collect();
-        for d in &outs {
+        for d in outs {
             for i in 0..d.row.len() {
                 sum_hat.add(d.hat[i]);
                 n_hi += (d.hat[i] > cut.hat) as u64;

@@ -113,6 +113,13 @@ impl F64TableWriter {
         self.0.write_arrays(arrays)
     }
 
+    /// Append rows given by value (the vectors become the Arrow arrays without a copy).
+    pub fn write_owned(&mut self, ids: Vec<u64>, columns: impl IntoIterator<Item = Vec<f64>>) -> Result<()> {
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids))];
+        arrays.extend(columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef));
+        self.0.write_arrays(arrays)
+    }
+
     /// Close the file and rename it into place.
     pub fn finish(self) -> Result<()> {
         self.0.finish()

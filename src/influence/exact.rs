@@ -188,7 +188,7 @@ impl Ord for ByCooks {
 
 /// Weights of the hat matrix at μ: expected wᵢ = aᵢ μ′²/V, or statsmodels' observed
 /// wᵢ·(1 + (y − μ)(V g″ + V′ g′)/(g′ V)) (the 1/φ of both terms of the observed Hessian cancels).
-fn hat_weight(fit: &Fit, observed: bool, y: f64, a: f64, eta: f64, mu: f64) -> f64 {
+pub(crate) fn hat_weight(fit: &Fit, observed: bool, y: f64, a: f64, eta: f64, mu: f64) -> f64 {
     let (family, link) = (fit.family, fit.link);
     let d = link.mu_eta(eta);
     let var = family.variance(mu);
@@ -203,7 +203,7 @@ fn hat_weight(fit: &Fit, observed: bool, y: f64, a: f64, eta: f64, mu: f64) -> f
 }
 
 /// η (with offset) and μ of a chunk at β̂.
-fn eta_mu(v: &ChunkView, fit: &Fit, ds: &Dataset, eta: &mut Vec<f64>) {
+pub(crate) fn eta_mu(v: &ChunkView, fit: &Fit, ds: &Dataset, eta: &mut Vec<f64>) {
     eta.resize(v.n, 0.0);
     x_beta(v, &ds.design().layout, &fit.beta, eta);
     for (e, o) in eta.iter_mut().zip(v.offset) {

@@ -1,7 +1,9 @@
 //! Per-row influence: exact leverage, residuals, Cook's distance, C-bar, DFFITS and DFBETAS
-//! (this module), later influence sketches, randomized leverage and AFIF. Asks `glm` for fits;
+//! (`exact`), influence sketches (`sketch`), later randomized leverage and AFIF. Asks `glm` for fits;
 //! never refits by itself.
 
 pub mod exact;
+pub mod sketch;
 
 pub use exact::{diagnose, DiagOptions, DiagSummary, RowDiagnostics};
+pub use sketch::{sketch, Projection, SketchOptions, SketchRows, SketchSummary};

@@ -425,36 +425,10 @@ pub fn symmetrize_lower(acc: &mut [f64], m: usize) {
 pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: &[f64], out: &mut [f64]) {
     let m = s.len();
     debug_assert_eq!(m_full.len(), m * m);
-    let dl = s.dense_like(layout);
-    let cat_cols: Vec<Vec<Option<usize>>> = layout
-        .cats
-        .iter()
-        .map(|blk| {
-            (0..blk.n_levels)
-                .map(|c| blk.column(c).and_then(|j| s.local(j)))
-                .collect()
-        })
-        .collect();
-    let dense_cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
-    let mut e: Vec<(usize, f64)> = Vec::with_capacity(dl.len() + cat_cols.len() + 64);
+    let rows = RowEntries::new(v, layout, s);
+    let mut e: Vec<(usize, f64)> = Vec::new();
     for (i, o) in out.iter_mut().enumerate().take(v.n) {
-        e.clear();
-        for (col, &(l, _)) in dl.iter().enumerate() {
-            e.push((l, dense_cols[col].map_or(1.0, |c| c[i])));
-        }
-        for (k, cc) in cat_cols.iter().enumerate() {
-            if let Some(l) = cc[v.cat_col(k)[i] as usize] {
-                e.push((l, 1.0));
-            }
-        }
-        if !v.indptr.is_empty() {
-            let (idx, val) = v.sparse_row(i);
-            for (&j, &x) in idx.iter().zip(val) {
-                if let Some(l) = s.local(layout.sparse_offset + j as usize) {
-                    e.push((l, x));
-                }
-            }
-        }
+        rows.fill(i, &mut e);
         let mut q = 0.0;
         for (a, &(la, xa)) in e.iter().enumerate() {
             let col = &m_full[la * m..(la + 1) * m];
@@ -465,6 +439,65 @@ pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: 
             q += xa * (2.0 * t + col[la] * xa);
         }
         *o = q;
+    }
+}
+
+/// The nonzeros of a chunk's rows restricted to a column subset, as `(local column, value)`
+/// pairs in increasing local order: dense-like columns, then one level per categorical, then
+/// sparse entries.
+pub struct RowEntries<'a> {
+    v: &'a ChunkView<'a>,
+    layout: &'a Layout,
+    s: &'a ColumnSubset,
+    dense: Vec<(usize, Option<&'a [f64]>)>,
+    cats: Vec<Vec<Option<usize>>>,
+}
+
+impl<'a> RowEntries<'a> {
+    /// Prepare the per-block lookups for `v` and the subset `s`.
+    pub fn new(v: &'a ChunkView<'a>, layout: &'a Layout, s: &'a ColumnSubset) -> RowEntries<'a> {
+        let dense = s
+            .dense_like(layout)
+            .into_iter()
+            .map(|(l, src)| (l, src.map(|j| v.dense_col(j))))
+            .collect();
+        let cats = layout
+            .cats
+            .iter()
+            .map(|blk| {
+                (0..blk.n_levels)
+                    .map(|c| blk.column(c).and_then(|j| s.local(j)))
+                    .collect()
+            })
+            .collect();
+        RowEntries {
+            v,
+            layout,
+            s,
+            dense,
+            cats,
+        }
+    }
+
+    /// Replace `e` with row `i`'s entries.
+    pub fn fill(&self, i: usize, e: &mut Vec<(usize, f64)>) {
+        e.clear();
+        for &(l, col) in &self.dense {
+            e.push((l, col.map_or(1.0, |c| c[i])));
+        }
+        for (k, cc) in self.cats.iter().enumerate() {
+            if let Some(l) = cc[self.v.cat_col(k)[i] as usize] {
+                e.push((l, 1.0));
+            }
+        }
+        if !self.v.indptr.is_empty() {
+            let (idx, val) = self.v.sparse_row(i);
+            for (&j, &x) in idx.iter().zip(val) {
+                if let Some(l) = self.s.local(self.layout.sparse_offset + j as usize) {
+                    e.push((l, x));
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,389 @@
+//! Influence sketching (Wojnowicz et al. 2016, the seed's Algorithm 1), in two passes and
+//! O(k²) memory:
+//!
+//! Z = W^{1/2} [1, X_A D Ω], Ω ∈ R^{p_A×k} (the intercept kept outside the projection; D scales
+//! each column to unit weighted norm, 1/√F_jj),
+//! h*ᵢ = zᵢᵀ (ZᵀZ)⁺ zᵢ, `cbar_sketch` = r_P² h*/(1 − h*), `cooks_d_sketch` =
+//! r_P² h*/(φ·rank·(1 − h*)²) — the exact diagnostics' formulas with h* in place of h.
+//!
+//! h* is the leverage in the projected design: it never exceeds the exact h, and Σh* =
+//! rank(Z) = k + 1 (not p): a ranking surrogate, exact once k ≥ rank − 1. Ω is never stored
+//! as p×k: its entry (j, r) is a hash of (seed, column j, r) — a counter-based generator — so
+//! the sketch is the same for a given seed whatever the thread count; only the rows for the
+//! fit's kept columns are generated (CountSketch keeps one bucket and sign per column).
+
+use rayon::prelude::*;
+
+use super::exact::{eta_mu, hat_weight, HAT_ONE};
+use crate::error::{Error, Result};
+use crate::glm::irls::response;
+use crate::glm::Fit;
+use crate::ingest::Dataset;
+use crate::linalg::chol::{GramFactor, ALIAS_TOL};
+use crate::linalg::{ColumnSubset, RowEntries};
+
+/// The random projection Ω.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Projection {
+    /// Gaussian entries N(0, 1/k).
+    Gaussian,
+    /// Achlioptas' sparse signs: ±√(3/k) with probability 1/6 each, else 0.
+    SparseSign,
+    /// CountSketch: each column goes to one of k buckets with a random sign.
+    CountSketch,
+}
+
+impl Projection {
+    /// Parse `gaussian`, `sparse-sign` or `countsketch`.
+    pub fn parse(s: &str) -> Option<Projection> {
+        match s {
+            "gaussian" => Some(Projection::Gaussian),
+            "sparse-sign" => Some(Projection::SparseSign),
+            "countsketch" => Some(Projection::CountSketch),
+            _ => None,
+        }
+    }
+}
+
+/// Options of [`sketch`].
+#[derive(Debug, Clone, Copy)]
+pub struct SketchOptions {
+    /// Ω's distribution.
+    pub projection: Projection,
+    /// Projected dimension k.
+    pub k: usize,
+    /// Seed of the counter-based generator.
+    pub seed: u64,
+}
+
+/// splitmix64: a bijective 64-bit mixer, the counter-based generator of Ω.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform in (0, 1) from the key.
+fn uniform(key: u64) -> f64 {
+    ((mix(key) >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Row j of Ω (length k), from (seed, global column j) only.
+fn omega_row(opts: &SketchOptions, j: usize) -> Vec<f64> {
+    let k = opts.k;
+    let base = mix(opts.seed ^ mix(j as u64));
+    match opts.projection {
+        Projection::Gaussian => (0..k)
+            .map(|r| {
+                // Box–Muller from two uniforms keyed by (seed, j, r).
+                let (u1, u2) = (uniform(base ^ (2 * r as u64)), uniform(base ^ (2 * r as u64 + 1)));
+                (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() / (k as f64).sqrt()
+            })
+            .collect(),
+        Projection::SparseSign => {
+            let a = (3.0 / k as f64).sqrt();
+            (0..k)
+                .map(|r| {
+                    let u = uniform(base ^ r as u64);
+                    if u < 1.0 / 6.0 {
+                        a
+                    } else if u < 2.0 / 6.0 {
+                        -a
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        }
+        Projection::CountSketch => {
+            let mut row = vec![0.0; k];
+            let h = mix(base);
+            row[(h % k as u64) as usize] = if (h >> 63) == 1 { 1.0 } else { -1.0 };
+            row
+        }
+    }
+}
+
+/// Sketched scores of one chunk's rows.
+#[derive(Debug, Clone, Default)]
+pub struct SketchRows {
+    /// Input row ids.
+    pub row: Vec<u64>,
+    /// h*: leverage in the projected design.
+    pub hat_sketch: Vec<f64>,
+    /// r_P² h*/(1 − h*).
+    pub cbar_sketch: Vec<f64>,
+    /// r_P² h*/(φ·rank·(1 − h*)²).
+    pub cooks_d_sketch: Vec<f64>,
+}
+
+impl SketchRows {
+    /// Column names in output order (after `row`).
+    pub const COLUMNS: [&'static str; 3] = ["hat_sketch", "cbar_sketch", "cooks_d_sketch"];
+}
+
+/// The projected design: K = 1 + k columns (the intercept outside the projection).
+struct Projector {
+    kept: ColumnSubset,
+    intercept_local: Option<usize>,
+    /// Ω rows by local kept column (empty for the intercept).
+    omega: Vec<Vec<f64>>,
+    kk: usize,
+}
+
+impl Projector {
+    fn new(ds: &Dataset, fit: &Fit, opts: &SketchOptions) -> Projector {
+        let layout = &ds.design().layout;
+        let kept = ColumnSubset::new(layout.p, &fit.kept);
+        let intercept_local = if layout.intercept { kept.local(0) } else { None };
+        // Each column is scaled to unit weighted norm (1/√F_jj) before the projection, so that
+        // a column measured in large units does not dominate every sketch direction (and ZᵀZ
+        // stays well conditioned).
+        let m = kept.len();
+        let omega = kept
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(l, &j)| {
+                if layout.intercept && j == 0 {
+                    Vec::new()
+                } else {
+                    let d = fit.information[l * m + l];
+                    let scale = if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 };
+                    omega_row(opts, j).into_iter().map(|o| o * scale).collect()
+                }
+            })
+            .collect();
+        let kk = opts.k + intercept_local.is_some() as usize;
+        Projector {
+            kept,
+            intercept_local,
+            omega,
+            kk,
+        }
+    }
+
+    /// The chunk's Z (n×K, column-major) and each row's weight, Pearson residual and id.
+    fn chunk(&self, ds: &Dataset, fit: &Fit, v: &crate::chunk::ChunkView) -> (Vec<f64>, Vec<f64>) {
+        let layout = &ds.design().layout;
+        let n = v.n;
+        let kk = self.kk;
+        let off = self.intercept_local.is_some() as usize;
+        let mut eta = Vec::new();
+        eta_mu(v, fit, ds, &mut eta);
+        let rows = RowEntries::new(v, layout, &self.kept);
+        let mut z = vec![0.0; n * kk];
+        let mut rp = vec![0.0; n];
+        let mut e = Vec::new();
+        let mut zi = vec![0.0; kk];
+        for i in 0..n {
+            let (y, a) = response(v, i);
+            if a == 0.0 {
+                continue;
+            }
+            let mu = fit.link.inverse(eta[i]);
+            let w = hat_weight(fit, false, y, a, eta[i], mu).max(0.0);
+            rp[i] = (y - mu) * a.sqrt() / fit.family.variance(mu).sqrt();
+            zi.fill(0.0);
+            rows.fill(i, &mut e);
+            for &(l, x) in &e {
+                if Some(l) == self.intercept_local {
+                    zi[0] = x;
+                } else {
+                    for (t, &o) in zi[off..].iter_mut().zip(&self.omega[l]) {
+                        *t += x * o;
+                    }
+                }
+            }
+            let sw = w.sqrt();
+            for (c, &val) in zi.iter().enumerate() {
+                z[c * n + i] = sw * val;
+            }
+        }
+        (z, rp)
+    }
+}
+
+/// What [`sketch`] reports besides the rows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SketchSummary {
+    /// Ω's distribution.
+    pub projection: Projection,
+    /// Projected dimension k.
+    pub k: usize,
+    /// Seed.
+    pub seed: u64,
+    /// rank(Z) (= Σ h*): k + 1 with the intercept outside, less if columns of Z are dependent.
+    pub rank: usize,
+    /// Σ h*.
+    pub sum_hat_sketch: f64,
+}
+
+/// Sketch every row's leverage and the C-bar / Cook's distance built on it, handing each
+/// chunk's scores to `sink` in chunk order. Two passes; memory O(K² + chunk·K).
+pub fn sketch(
+    ds: &Dataset,
+    fit: &Fit,
+    opts: &SketchOptions,
+    mut sink: impl FnMut(SketchRows) -> Result<()>,
+) -> Result<SketchSummary> {
+    if opts.k == 0 {
+        return Err(Error::Usage("--sketch-dim must be at least 1".into()));
+    }
+    let proj = Projector::new(ds, fit, opts);
+    let kk = proj.kk;
+    // Pass 1: G = ZᵀZ, summed per chunk in a fixed order (deterministic for any thread count).
+    let grams: Vec<Vec<f64>> = ds.cache.par_map(|_, v| {
+        let (z, _) = proj.chunk(ds, fit, &v);
+        gram(&z, v.n, kk)
+    });
+    let mut g = vec![0.0; kk * kk];
+    for part in grams {
+        for (a, b) in g.iter_mut().zip(&part) {
+            *a += b;
+        }
+    }
+    let all: Vec<usize> = (0..kk).collect();
+    let factor = GramFactor::new(&g, kk, &all, &vec![0.0; kk], ALIAS_TOL)?;
+    let minv = factor.inverse();
+    // M = (ZᵀZ)⁺ over the independent columns of Z (the dropped ones add nothing to col(Z)).
+    let mut m = vec![0.0; kk * kk];
+    for (b, &jb) in factor.kept.iter().enumerate() {
+        for (a, &ja) in factor.kept.iter().enumerate() {
+            m[jb * kk + ja] = minv[(a, b)];
+        }
+    }
+    let phi = fit.dispersion;
+    let rank = fit.rank as f64;
+    let mut sum = crate::linalg::Sum::default();
+    let batch = 2 * rayon::current_num_threads().max(1);
+    let n_chunks = ds.cache.n_chunks();
+    let mut start = 0;
+    while start < n_chunks {
+        let end = (start + batch).min(n_chunks);
+        let outs: Vec<SketchRows> = (start..end)
+            .into_par_iter()
+            .map(|c| {
+                let v = ds.cache.view(c);
+                let (z, rp) = proj.chunk(ds, fit, &v);
+                let h = quad_forms(&z, v.n, kk, &m);
+                let mut out = SketchRows {
+                    row: v.row_id.to_vec(),
+                    ..Default::default()
+                };
+                for (i, &hi) in h.iter().enumerate() {
+                    let r2 = rp[i] * rp[i];
+                    let (cb, cd) = if hi >= HAT_ONE {
+                        (f64::NAN, f64::NAN)
+                    } else {
+                        (r2 * hi / (1.0 - hi), r2 * hi / (phi * rank * (1.0 - hi) * (1.0 - hi)))
+                    };
+                    out.hat_sketch.push(hi);
+                    out.cbar_sketch.push(cb);
+                    out.cooks_d_sketch.push(cd);
+                }
+                ds.cache.release(c);
+                out
+            })
+            .collect();
+        for o in outs {
+            for &h in &o.hat_sketch {
+                sum.add(h);
+            }
+            sink(o)?;
+        }
+        start = end;
+    }
+    Ok(SketchSummary {
+        projection: opts.projection,
+        k: opts.k,
+        seed: opts.seed,
+        rank: factor.kept.len(),
+        sum_hat_sketch: sum.value(),
+    })
+}
+
+/// ZᵀZ (K×K, both triangles) of a column-major n×K block.
+fn gram(z: &[f64], n: usize, kk: usize) -> Vec<f64> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let mut g = vec![0.0; kk * kk];
+    let zm = MatRef::from_column_major_slice(z, n, kk);
+    matmul(
+        MatMut::from_column_major_slice_mut(&mut g, kk, kk),
+        Accum::Replace,
+        zm.transpose(),
+        zm,
+        1.0,
+        Par::Seq,
+    );
+    crate::linalg::clear_upper_simd_state();
+    g
+}
+
+/// zᵢᵀ M zᵢ for every row of the column-major n×K block (M symmetric K×K).
+fn quad_forms(z: &[f64], n: usize, kk: usize, m: &[f64]) -> Vec<f64> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let mut t = vec![0.0; n * kk];
+    matmul(
+        MatMut::from_column_major_slice_mut(&mut t, n, kk),
+        Accum::Replace,
+        MatRef::from_column_major_slice(z, n, kk),
+        MatRef::from_column_major_slice(m, kk, kk),
+        1.0,
+        Par::Seq,
+    );
+    crate::linalg::clear_upper_simd_state();
+    let mut h = vec![0.0; n];
+    for c in 0..kk {
+        for (hi, (a, b)) in h
+            .iter_mut()
+            .zip(z[c * n..(c + 1) * n].iter().zip(&t[c * n..(c + 1) * n]))
+        {
+            *hi += a * b;
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omega_rows_have_the_projections_moments() {
+        for projection in [Projection::Gaussian, Projection::SparseSign] {
+            let o = SketchOptions {
+                projection,
+                k: 64,
+                seed: 7,
+            };
+            let mut s2 = 0.0;
+            let mut s1 = 0.0;
+            let cols = 2000;
+            for j in 0..cols {
+                let r = omega_row(&o, j);
+                assert_eq!(r, omega_row(&o, j), "not reproducible");
+                s1 += r.iter().sum::<f64>();
+                s2 += r.iter().map(|x| x * x).sum::<f64>();
+            }
+            // E‖Ω_j‖² = 1, E Ω_jr = 0.
+            assert!(
+                (s2 / cols as f64 - 1.0).abs() < 0.02,
+                "{projection:?} {}",
+                s2 / cols as f64
+            );
+            assert!((s1 / (cols * 64) as f64).abs() < 0.01);
+        }
+        let o = SketchOptions {
+            projection: Projection::CountSketch,
+            k: 16,
+            seed: 1,
+        };
+        let r = omega_row(&o, 3);
+        assert_eq!(r.iter().filter(|x| **x != 0.0).count(), 1);
+    }
+}

@@ -42,6 +42,52 @@ struct DiagnoseArgs {
     /// Number of rows, by largest Cook's distance, that get DFBETAS.
     #[arg(long, default_value_t = 100)]
     top_k: usize,
+    /// Leverage: exact (F⁻¹ over the active set), sketch (influence sketch), or both, comma-separated (adds an accuracy block).
+    #[arg(long, default_value = "exact", value_name = "exact|sketch|exact,sketch")]
+    leverage: String,
+    /// Projected dimension k of the influence sketch.
+    #[arg(long, default_value_t = 256)]
+    sketch_dim: usize,
+    /// Random projection of the sketch: gaussian, sparse-sign, countsketch.
+    #[arg(long, default_value = "gaussian")]
+    projection: String,
+    /// Seed of the sketch's projection (same seed, same output, whatever the thread count).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl DiagnoseArgs {
+    /// The leverages asked for.
+    fn leverage(&self) -> Result<fulcrum::report::diagnostics::Leverage, Error> {
+        let mut lev = fulcrum::report::diagnostics::Leverage {
+            exact: false,
+            sketch: None,
+        };
+        for part in self.leverage.split(',').map(str::trim) {
+            match part {
+                "exact" => lev.exact = true,
+                "sketch" => {
+                    let projection = fulcrum::influence::Projection::parse(&self.projection).ok_or_else(|| {
+                        Error::Usage(format!(
+                            "unknown --projection '{}' (gaussian, sparse-sign, countsketch)",
+                            self.projection
+                        ))
+                    })?;
+                    lev.sketch = Some(fulcrum::influence::SketchOptions {
+                        projection,
+                        k: self.sketch_dim,
+                        seed: self.seed,
+                    });
+                }
+                other => {
+                    return Err(Error::Usage(format!(
+                        "unknown --leverage '{other}' (exact, sketch, or both comma-separated)"
+                    )))
+                }
+            }
+        }
+        Ok(lev)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -445,41 +491,13 @@ fn run(cli: Cli) -> Result<(), Error> {
                 observed: a.observed,
                 top_k: a.top_k,
             };
-            let cols: Vec<String> = fulcrum::influence::RowDiagnostics::COLUMNS
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
-            let mut w =
-                fulcrum::report::parquet::F64TableWriter::create(&out.join("diagnostics.parquet"), "row", &cols)?;
-            let (dsum, dfb) = fulcrum::influence::diagnose(ds, fit, &dopts, |d| {
-                let (rows, cols) = d.into_columns();
-                w.write_owned(rows, cols)
-            })?;
-            w.finish()?;
-            let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
-            let mut wb = fulcrum::report::parquet::F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;
-            // One row group: the values transposed to one column per coefficient.
-            let cols: Vec<Vec<f64>> = (0..names.len())
-                .map(|c| dfb.values.iter().map(|r| r[c]).collect())
-                .collect();
-            let col_refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-            wb.write(&dfb.rows, &col_refs)?;
-            wb.finish()?;
+            let leverage = a.leverage()?;
+            let block = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
             let diag_s = t.elapsed().as_secs_f64();
-            let dj = serde_json::to_value(&dsum).map_err(|e| Error::Usage(e.to_string()))?;
-            f.write(&[("diagnostics", diag_s)], Some(dj))?;
+            f.write(&[("diagnostics", diag_s)], Some(block.clone()))?;
             if !a.fit.model.quiet {
                 print!("{}", fulcrum::report::fit_text(ds, fit));
-                println!(
-                    "\nDiagnostics ({} information): sum(hat) = {:.4}; {} rows with hat > 2p/n, {} with |studentized residual| > 3, {} with Cook's D > 4/n",
-                    dsum.information, dsum.sum_hat, dsum.n_high_leverage, dsum.n_large_residual, dsum.n_influential
-                );
-                for t in &dsum.top_cooks {
-                    println!(
-                        "  row {:>10}  cooks_d {:.4e}  hat {:.4}  resid_studentized {:.3}",
-                        t.row, t.cooks_d, t.hat, t.resid_studentized
-                    );
-                }
+                print!("{}", fulcrum::report::diagnostics_text(&block));
             }
             Ok(())
         }

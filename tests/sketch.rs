@@ -185,3 +185,68 @@ fn same_seed_same_bits_with_one_and_two_threads() {
     let c = sketched(&ds, &f, &SketchOptions { seed: 43, ..o }).0;
     assert_ne!(bits(&a.hat_sketch), bits(&c.hat_sketch));
 }
+
+/// `fulcrum diagnose --leverage sketch` and `exact,sketch`: the columns, the summary's sketch
+/// and accuracy blocks, and misuse.
+#[test]
+fn diagnose_cli_with_sketches() {
+    use assert_cmd::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |lev: &str, out: &str| {
+        Command::cargo_bin("fulcrum")
+            .unwrap()
+            .args(["diagnose", &fixture("adult.parquet"), "--formula"])
+            .arg("income_gt50k ~ age + education_num + hours_per_week + occupation + sex")
+            .args([
+                "--family",
+                "binomial",
+                "-q",
+                "--sketch-dim",
+                "8",
+                "--seed",
+                "3",
+                "--leverage",
+                lev,
+            ])
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .assert()
+    };
+    run("sketch", "s").success();
+    let cols = |dir: &str| -> Vec<String> {
+        let f = std::fs::File::open(tmp.path().join(dir).join("diagnostics.parquet")).unwrap();
+        use parquet::file::reader::FileReader;
+        let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+        r.metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
+    };
+    assert_eq!(cols("s"), ["row", "hat_sketch", "cbar_sketch", "cooks_d_sketch"]);
+    let summary = |dir: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(tmp.path().join(dir).join("summary.json")).unwrap()).unwrap()
+    };
+    let s = summary("s");
+    assert_eq!(s["diagnostics"]["sketch"]["k"], 8);
+    assert!((s["diagnostics"]["sketch"]["sum_hat_sketch"].as_f64().unwrap() - 9.0).abs() < 1e-8);
+    assert!(s["diagnostics"].get("accuracy").is_none());
+    run("exact,sketch", "b").success();
+    let c = cols("b");
+    assert!(c.contains(&"cooks_d".to_string()) && c.contains(&"cooks_d_sketch".to_string()));
+    let a = &summary("b")["diagnostics"]["accuracy"];
+    for key in [
+        "spearman_cooks_d",
+        "top_1pct_overlap",
+        "top_01pct_overlap",
+        "hat_rel_error_median",
+        "hat_rel_error_p99",
+    ] {
+        assert!(a[key].as_f64().is_some(), "{key}: {a}");
+    }
+    run("sketchy", "x").code(2);
+}

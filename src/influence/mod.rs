@@ -6,4 +6,4 @@ pub mod exact;
 pub mod sketch;
 
 pub use exact::{diagnose, DiagOptions, DiagSummary, RowDiagnostics};
-pub use sketch::{sketch, Projection, SketchOptions, SketchRows, SketchSummary};
+pub use sketch::{accuracy, sketch, Accuracy, Projection, SketchOptions, SketchRows, SketchSummary};

@@ -305,6 +305,100 @@ pub fn sketch(
     })
 }
 
+/// How well an approximation ranks and sizes rows, against the exact values (issue 6's
+/// accuracy block). Global rank correlation is shown but is the weakest of these: the top of
+/// the ranking is what a user inspects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accuracy {
+    /// Spearman correlation of cooks_d and its approximation.
+    pub spearman_cooks_d: f64,
+    /// Fraction of the exact top 1 % rows by cooks_d also in the approximation's top 1 %.
+    pub top_1pct_overlap: f64,
+    /// The same for the top 0.1 %.
+    pub top_01pct_overlap: f64,
+    /// Median of |h̃ − h|/h over rows with h > 0.
+    pub hat_rel_error_median: f64,
+    /// 99th percentile of |h̃ − h|/h.
+    pub hat_rel_error_p99: f64,
+    /// Rows compared (finite values on both sides).
+    pub n: usize,
+}
+
+/// Average ranks (1-based; ties share their mean rank).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// Overlap of the top `frac` of rows by `exact` and by `approx` (at least one row).
+fn top_overlap(exact: &[f64], approx: &[f64], frac: f64) -> f64 {
+    let m = ((exact.len() as f64 * frac).ceil() as usize).clamp(1, exact.len());
+    let top = |x: &[f64]| -> std::collections::HashSet<usize> {
+        let mut idx: Vec<usize> = (0..x.len()).collect();
+        idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+        idx.into_iter().take(m).collect()
+    };
+    let (a, b) = (top(exact), top(approx));
+    a.intersection(&b).count() as f64 / m as f64
+}
+
+/// Compare an approximation (`hat_a`, `cooks_a`) with the exact (`hat`, `cooks`) row by row;
+/// rows with a non-finite value on either side are left out.
+pub fn accuracy(hat: &[f64], cooks: &[f64], hat_a: &[f64], cooks_a: &[f64]) -> Accuracy {
+    let keep: Vec<usize> = (0..hat.len())
+        .filter(|&i| hat[i].is_finite() && cooks[i].is_finite() && hat_a[i].is_finite() && cooks_a[i].is_finite())
+        .collect();
+    let pick = |v: &[f64]| -> Vec<f64> { keep.iter().map(|&i| v[i]).collect() };
+    let (c, ca) = (pick(cooks), pick(cooks_a));
+    let mut rel: Vec<f64> = keep
+        .iter()
+        .filter(|&&i| hat[i] > 0.0)
+        .map(|&i| (hat_a[i] - hat[i]).abs() / hat[i])
+        .collect();
+    rel.sort_by(f64::total_cmp);
+    let q = |p: f64| -> f64 {
+        if rel.is_empty() {
+            f64::NAN
+        } else {
+            rel[((rel.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    Accuracy {
+        spearman_cooks_d: pearson(&ranks(&c), &ranks(&ca)),
+        top_1pct_overlap: top_overlap(&c, &ca, 0.01),
+        top_01pct_overlap: top_overlap(&c, &ca, 0.001),
+        hat_rel_error_median: q(0.5),
+        hat_rel_error_p99: q(0.99),
+        n: keep.len(),
+    }
+}
+
 /// ZᵀZ (K×K, both triangles) of a column-major n×K block.
 fn gram(z: &[f64], n: usize, kk: usize) -> Vec<f64> {
     use faer::linalg::matmul::matmul;
@@ -352,6 +446,23 @@ fn quad_forms(z: &[f64], n: usize, kk: usize, m: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accuracy_of_a_perfect_and_a_reversed_ranking() {
+        let h = [0.1, 0.2, 0.3, 0.4];
+        let c = [1.0, 2.0, 3.0, 4.0];
+        let a = accuracy(&h, &c, &h, &c);
+        assert_eq!(
+            (a.spearman_cooks_d, a.top_1pct_overlap, a.hat_rel_error_median),
+            (1.0, 1.0, 0.0)
+        );
+        let rev = [4.0, 3.0, 2.0, 1.0];
+        let b = accuracy(&h, &c, &[0.05, 0.1, 0.15, 0.2], &rev);
+        assert!((b.spearman_cooks_d + 1.0).abs() < 1e-12);
+        assert_eq!(b.top_1pct_overlap, 0.0);
+        assert!((b.hat_rel_error_median - 0.5).abs() < 1e-12);
+        assert_eq!(ranks(&[2.0, 1.0, 2.0]), vec![2.5, 1.0, 2.5]);
+    }
 
     #[test]
     fn omega_rows_have_the_projections_moments() {

@@ -1,6 +1,7 @@
 //! Writing results: atomic file writes, `summary.json`, and the R-style coefficient table.
 //! Computes no statistics of its own: it formats what `glm` and `influence` return.
 
+pub mod diagnostics;
 pub mod parquet;
 
 use std::io::Write;
@@ -303,6 +304,56 @@ pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
     );
     for wmsg in &fit.warnings {
         let _ = writeln!(s, "Warning: {wmsg}");
+    }
+    s
+}
+
+/// The diagnostics block as text: cut-off counts and the top rows by Cook's distance (exact),
+/// the sketch's rank, and the sketch's accuracy against exact when both were computed.
+pub fn diagnostics_text(block: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if let Some(sum_hat) = block["sum_hat"].as_f64() {
+        let _ = writeln!(
+            s,
+            "\nDiagnostics ({} information): sum(hat) = {:.4}; {} rows with hat > 2p/n, {} with |studentized residual| > 3, {} with Cook's D > 4/n",
+            block["information"].as_str().unwrap_or(""),
+            sum_hat,
+            block["n_high_leverage"],
+            block["n_large_residual"],
+            block["n_influential"]
+        );
+        for t in block["top_cooks"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "  row {:>10}  cooks_d {:.4e}  hat {:.4}  resid_studentized {:.3}",
+                t["row"],
+                t["cooks_d"].as_f64().unwrap_or(f64::NAN),
+                t["hat"].as_f64().unwrap_or(f64::NAN),
+                t["resid_studentized"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    if let Some(sk) = block.get("sketch") {
+        let _ = writeln!(
+            s,
+            "\nInfluence sketch ({}, k = {}, seed {}): sum(hat_sketch) = {:.4} (= rank of the sketch; exact leverage sums to the model's rank)",
+            sk["projection"].as_str().unwrap_or(""),
+            sk["k"],
+            sk["seed"],
+            sk["sum_hat_sketch"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(a) = block.get("accuracy") {
+        let _ = writeln!(
+            s,
+            "Sketch vs exact: top-1% overlap {:.3}, top-0.1% overlap {:.3}, Spearman(cooks_d) {:.4}, hat relative error median {:.3} / p99 {:.3}",
+            a["top_1pct_overlap"].as_f64().unwrap_or(f64::NAN),
+            a["top_01pct_overlap"].as_f64().unwrap_or(f64::NAN),
+            a["spearman_cooks_d"].as_f64().unwrap_or(f64::NAN),
+            a["hat_rel_error_median"].as_f64().unwrap_or(f64::NAN),
+            a["hat_rel_error_p99"].as_f64().unwrap_or(f64::NAN)
+        );
     }
     s
 }

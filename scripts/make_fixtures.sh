@@ -15,4 +15,7 @@ cp "$shared/data/DATA.md" "$here/fixtures/DATA.md"
 # The scripts that produced reference/ (run them with ../shared/tools/SETUP.sh installed).
 mkdir -p "$here/scripts/reference"
 cp "$shared"/tools/{reference.py,reference_glmnet.R,run_reference.sh} "$here/scripts/reference/"
+# A 20,000-row synthetic file from the seeded generator (same schema and planted rows as the
+# 1M-row benchmark file): tests of sketches and randomized leverage at p = 539.
+python3 "$shared/tools/gen_sparse.py" --rows 20000 --seed 20240601 --out "$here/fixtures/sparse_20k.parquet"
 echo "fixtures refreshed from $shared"

@@ -42,9 +42,12 @@ struct DiagnoseArgs {
     /// Number of rows, by largest Cook's distance, that get DFBETAS.
     #[arg(long, default_value_t = 100)]
     top_k: usize,
-    /// Leverage: exact (F⁻¹ over the active set), sketch (influence sketch), or both, comma-separated (adds an accuracy block).
-    #[arg(long, default_value = "exact", value_name = "exact|sketch|exact,sketch")]
+    /// Leverage: exact (F⁻¹ over the active set), sketch (influence sketch), randomized (relative-error), auto (exact up to 20,000 active columns, else randomized); comma-separate several (exact plus an approximation adds an accuracy block).
+    #[arg(long, default_value = "exact", value_name = "exact|sketch|randomized|auto,...")]
     leverage: String,
+    /// Target relative error of --leverage randomized (sets its sketch sizes).
+    #[arg(long, default_value_t = 0.3)]
+    epsilon: f64,
     /// Projected dimension k of the influence sketch.
     #[arg(long, default_value_t = 256)]
     sketch_dim: usize,
@@ -58,14 +61,23 @@ struct DiagnoseArgs {
 
 impl DiagnoseArgs {
     /// The leverages asked for.
-    fn leverage(&self) -> Result<fulcrum::report::diagnostics::Leverage, Error> {
-        let mut lev = fulcrum::report::diagnostics::Leverage {
-            exact: false,
-            sketch: None,
+    fn leverage(&self, fit: &fulcrum::glm::Fit) -> Result<fulcrum::report::diagnostics::Leverage, Error> {
+        let mut lev = fulcrum::report::diagnostics::Leverage::default();
+        let randomized = fulcrum::influence::RandomizedOptions {
+            epsilon: self.epsilon,
+            seed: self.seed,
         };
         for part in self.leverage.split(',').map(str::trim) {
             match part {
                 "exact" => lev.exact = true,
+                "randomized" => lev.randomized = Some(randomized),
+                "auto" => {
+                    if fit.kept.len() <= fulcrum::report::diagnostics::AUTO_EXACT_MAX {
+                        lev.exact = true;
+                    } else {
+                        lev.randomized = Some(randomized);
+                    }
+                }
                 "sketch" => {
                     let projection = fulcrum::influence::Projection::parse(&self.projection).ok_or_else(|| {
                         Error::Usage(format!(
@@ -81,7 +93,7 @@ impl DiagnoseArgs {
                 }
                 other => {
                     return Err(Error::Usage(format!(
-                        "unknown --leverage '{other}' (exact, sketch, or both comma-separated)"
+                        "unknown --leverage '{other}' (exact, sketch, randomized, auto; comma-separated)"
                     )))
                 }
             }
@@ -491,7 +503,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 observed: a.observed,
                 top_k: a.top_k,
             };
-            let leverage = a.leverage()?;
+            let leverage = a.leverage(fit)?;
             let block = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
             let diag_s = t.elapsed().as_secs_f64();
             f.write(&[("diagnostics", diag_s)], Some(block.clone()))?;

@@ -8,7 +8,7 @@ mod common;
 use common::reference::{fixture, json_f64s, reference};
 use fulcrum::design::{ModelInput, NaPolicy};
 use fulcrum::glm::{fit, Family, Fit, FitOptions};
-use fulcrum::influence::{diagnose, sketch, DiagOptions, Projection, SketchOptions, SketchRows};
+use fulcrum::influence::{diagnose, sketch, ApproxRows, DiagOptions, Projection, SketchOptions};
 use fulcrum::ingest::IngestOptions;
 use fulcrum::progress::NoProgress;
 
@@ -42,13 +42,13 @@ fn exact(ds: &fulcrum::Dataset, f: &Fit) -> (Vec<f64>, Vec<f64>) {
     (h, c)
 }
 
-fn sketched(ds: &fulcrum::Dataset, f: &Fit, o: &SketchOptions) -> (SketchRows, fulcrum::influence::SketchSummary) {
-    let mut all = SketchRows::default();
+fn sketched(ds: &fulcrum::Dataset, f: &Fit, o: &SketchOptions) -> (ApproxRows, fulcrum::influence::SketchSummary) {
+    let mut all = ApproxRows::default();
     let s = sketch(ds, f, o, |r| {
         all.row.extend(r.row);
-        all.hat_sketch.extend(r.hat_sketch);
-        all.cbar_sketch.extend(r.cbar_sketch);
-        all.cooks_d_sketch.extend(r.cooks_d_sketch);
+        all.hat.extend(r.hat);
+        all.cbar.extend(r.cbar);
+        all.cooks_d.extend(r.cooks_d);
         Ok(())
     })
     .unwrap();
@@ -89,10 +89,10 @@ fn finney_cbar_matches_sas_and_k_equal_rank_minus_one_is_exact() {
             // A sparse-sign Ω can have a zero column; the exactness claim needs full rank.
             continue;
         }
-        for (i, (hs, he)) in s.hat_sketch.iter().zip(&h).enumerate() {
+        for (i, (hs, he)) in s.hat.iter().zip(&h).enumerate() {
             assert!((hs - he).abs() < 1e-8, "{projection:?} row {i}: {hs} vs {he}");
         }
-        assert!((s.cbar_sketch[3] - 1.1756).abs() < 1e-4);
+        assert!((s.cbar[3] - 1.1756).abs() < 1e-4);
     }
     // k = 1: Σ h* = 2 (the intercept and one direction), each h* ≤ h.
     let (s, sum) = sketched(
@@ -105,8 +105,8 @@ fn finney_cbar_matches_sas_and_k_equal_rank_minus_one_is_exact() {
         },
     );
     assert_eq!(sum.rank, 2);
-    assert!((s.hat_sketch.iter().sum::<f64>() - 2.0).abs() < 1e-8);
-    for (hs, he) in s.hat_sketch.iter().zip(&h) {
+    assert!((s.hat.iter().sum::<f64>() - 2.0).abs() < 1e-8);
+    for (hs, he) in s.hat.iter().zip(&h) {
         assert!(*hs <= he + 1e-12);
     }
 }
@@ -121,7 +121,7 @@ fn sketch_invariants_on_adult() {
     for projection in [Projection::Gaussian, Projection::SparseSign, Projection::CountSketch] {
         for k in [8, 32] {
             let (s, sum) = sketched(&ds, &f, &SketchOptions { projection, k, seed: 5 });
-            let total: f64 = s.hat_sketch.iter().sum();
+            let total: f64 = s.hat.iter().sum();
             assert!(
                 (total - sum.rank as f64).abs() < 1e-8,
                 "{projection:?} k {k}: sum {total} vs rank {}",
@@ -130,7 +130,7 @@ fn sketch_invariants_on_adult() {
             if projection != Projection::CountSketch {
                 assert_eq!(sum.rank, k + 1, "{projection:?} k {k}");
             }
-            for (i, (hs, he)) in s.hat_sketch.iter().zip(&h).enumerate() {
+            for (i, (hs, he)) in s.hat.iter().zip(&h).enumerate() {
                 assert!(*hs <= he + 1e-12, "{projection:?} k {k} row {i}: {hs} > {he}");
             }
         }
@@ -145,12 +145,7 @@ fn sketch_invariants_on_adult() {
             seed: 9,
         },
     );
-    let worst = s
-        .hat_sketch
-        .iter()
-        .zip(&h)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let worst = s.hat.iter().zip(&h).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-8, "k = rank - 1: max |h* - h| = {worst}");
 }
 
@@ -179,11 +174,11 @@ fn same_seed_same_bits_with_one_and_two_threads() {
     let (a, b) = (run(1), run(2));
     assert_eq!(a.row, b.row);
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&a.hat_sketch), bits(&b.hat_sketch));
-    assert_eq!(bits(&a.cooks_d_sketch), bits(&b.cooks_d_sketch));
+    assert_eq!(bits(&a.hat), bits(&b.hat));
+    assert_eq!(bits(&a.cooks_d), bits(&b.cooks_d));
     // A different seed gives a different sketch.
     let c = sketched(&ds, &f, &SketchOptions { seed: 43, ..o }).0;
-    assert_ne!(bits(&a.hat_sketch), bits(&c.hat_sketch));
+    assert_ne!(bits(&a.hat), bits(&c.hat));
 }
 
 /// `fulcrum diagnose --leverage sketch` and `exact,sketch`: the columns, the summary's sketch
@@ -238,7 +233,7 @@ fn diagnose_cli_with_sketches() {
     run("exact,sketch", "b").success();
     let c = cols("b");
     assert!(c.contains(&"cooks_d".to_string()) && c.contains(&"cooks_d_sketch".to_string()));
-    let a = &summary("b")["diagnostics"]["accuracy"];
+    let a = &summary("b")["diagnostics"]["accuracy"]["sketch"];
     for key in [
         "spearman_cooks_d",
         "top_1pct_overlap",
@@ -249,4 +244,48 @@ fn diagnose_cli_with_sketches() {
         assert!(a[key].as_f64().is_some(), "{key}: {a}");
     }
     run("sketchy", "x").code(2);
+}
+
+/// Randomized leverage (Drineas et al. 2012 with a sparse first sketch): relative error of the
+/// leverages within ε (median; the guarantee is probabilistic), Σ ≈ rank, and scores that track
+/// the exact Cook's distances at the top.
+#[test]
+fn randomized_leverage_has_relative_error_within_epsilon() {
+    let adult = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
+    check_randomized("adult.parquet", adult, &[("split", "train")]);
+    let dense: Vec<String> = (0..20).map(|j| format!("x{j:02}")).collect();
+    let synthetic = format!("y ~ {} + C(c20) + C(c500)", dense.join(" + "));
+    check_randomized("sparse_20k.parquet", &synthetic, &[]);
+}
+
+fn check_randomized(data: &str, formula: &str, filters: &[(&str, &str)]) {
+    use fulcrum::influence::{accuracy, randomized_leverage, RandomizedOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = load(data, formula, filters, tmp.path());
+    let f = binomial_fit(&ds);
+    let (h, _) = exact(&ds, &f);
+    let mut cooks = Vec::new();
+    diagnose(&ds, &f, &DiagOptions::default(), |d| {
+        cooks.extend_from_slice(&d.cooks_d);
+        Ok(())
+    })
+    .unwrap();
+    for eps in [0.5, 0.3] {
+        let mut got = ApproxRows::default();
+        let s = randomized_leverage(&ds, &f, &RandomizedOptions { epsilon: eps, seed: 1 }, |r| {
+            got.hat.extend(r.hat);
+            got.cooks_d.extend(r.cooks_d);
+            Ok(())
+        })
+        .unwrap();
+        let a = accuracy(&h, &cooks, &got.hat, &got.cooks_d);
+        eprintln!("{data} epsilon {eps}: {s:?}\n  {a:?}");
+        assert!(
+            a.hat_rel_error_median < eps,
+            "epsilon {eps}: median relative error {}",
+            a.hat_rel_error_median
+        );
+        assert!((s.sum_hat_approx - f.rank as f64).abs() < eps * f.rank as f64);
+        assert!(a.top_1pct_overlap > 0.8, "{a:?}");
+    }
 }

@@ -3,7 +3,9 @@
 //! never refits by itself.
 
 pub mod exact;
+pub mod randomized;
 pub mod sketch;
 
 pub use exact::{diagnose, DiagOptions, DiagSummary, RowDiagnostics};
-pub use sketch::{accuracy, sketch, Accuracy, Projection, SketchOptions, SketchRows, SketchSummary};
+pub use randomized::{randomized_leverage, RandomizedOptions, RandomizedSummary};
+pub use sketch::{accuracy, sketch, Accuracy, ApproxRows, Projection, SketchOptions, SketchSummary};

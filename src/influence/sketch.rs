@@ -58,7 +58,7 @@ pub struct SketchOptions {
 }
 
 /// splitmix64: a bijective 64-bit mixer, the counter-based generator of Ω.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -66,7 +66,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// A uniform in (0, 1) from the key.
-fn uniform(key: u64) -> f64 {
+pub(crate) fn uniform(key: u64) -> f64 {
     ((mix(key) >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
 }
 
@@ -106,22 +106,48 @@ fn omega_row(opts: &SketchOptions, j: usize) -> Vec<f64> {
     }
 }
 
-/// Sketched scores of one chunk's rows.
+/// Approximate scores of one chunk's rows (influence sketch or randomized leverage).
 #[derive(Debug, Clone, Default)]
-pub struct SketchRows {
+pub struct ApproxRows {
     /// Input row ids.
     pub row: Vec<u64>,
-    /// h*: leverage in the projected design.
-    pub hat_sketch: Vec<f64>,
-    /// r_P² h*/(1 − h*).
-    pub cbar_sketch: Vec<f64>,
-    /// r_P² h*/(φ·rank·(1 − h*)²).
-    pub cooks_d_sketch: Vec<f64>,
+    /// Approximate leverage (h* for the sketch).
+    pub hat: Vec<f64>,
+    /// r_P² h/(1 − h) with the approximate h.
+    pub cbar: Vec<f64>,
+    /// r_P² h/(φ·rank·(1 − h)²) with the approximate h.
+    pub cooks_d: Vec<f64>,
 }
 
-impl SketchRows {
-    /// Column names in output order (after `row`).
-    pub const COLUMNS: [&'static str; 3] = ["hat_sketch", "cbar_sketch", "cooks_d_sketch"];
+impl ApproxRows {
+    /// Output column names of the influence sketch (after `row`).
+    pub const SKETCH_COLUMNS: [&'static str; 3] = ["hat_sketch", "cbar_sketch", "cooks_d_sketch"];
+    /// Output column names of the randomized leverage.
+    pub const APPROX_COLUMNS: [&'static str; 3] = ["hat_approx", "cbar_approx", "cooks_d_approx"];
+}
+
+/// C-bar and Cook's distance from approximate leverages `h` and Pearson residuals `rp` (the
+/// exact diagnostics' formulas; NaN where h ≥ 1 − 1e-10).
+pub(crate) fn scores_from_hat(row: Vec<u64>, h: Vec<f64>, rp: &[f64], fit: &Fit) -> ApproxRows {
+    let (phi, rank) = (fit.dispersion, fit.rank as f64);
+    let mut out = ApproxRows {
+        row,
+        cbar: Vec::with_capacity(h.len()),
+        cooks_d: Vec::with_capacity(h.len()),
+        hat: Vec::new(),
+    };
+    for (&hi, &r) in h.iter().zip(rp) {
+        let r2 = r * r;
+        if hi >= HAT_ONE {
+            out.cbar.push(f64::NAN);
+            out.cooks_d.push(f64::NAN);
+        } else {
+            out.cbar.push(r2 * hi / (1.0 - hi));
+            out.cooks_d.push(r2 * hi / (phi * rank * (1.0 - hi) * (1.0 - hi)));
+        }
+    }
+    out.hat = h;
+    out
 }
 
 /// The projected design: K = 1 + k columns (the intercept outside the projection).
@@ -227,7 +253,7 @@ pub fn sketch(
     ds: &Dataset,
     fit: &Fit,
     opts: &SketchOptions,
-    mut sink: impl FnMut(SketchRows) -> Result<()>,
+    mut sink: impl FnMut(ApproxRows) -> Result<()>,
 ) -> Result<SketchSummary> {
     if opts.k == 0 {
         return Err(Error::Usage("--sketch-dim must be at least 1".into()));
@@ -255,41 +281,24 @@ pub fn sketch(
             m[jb * kk + ja] = minv[(a, b)];
         }
     }
-    let phi = fit.dispersion;
-    let rank = fit.rank as f64;
     let mut sum = crate::linalg::Sum::default();
     let batch = 2 * rayon::current_num_threads().max(1);
     let n_chunks = ds.cache.n_chunks();
     let mut start = 0;
     while start < n_chunks {
         let end = (start + batch).min(n_chunks);
-        let outs: Vec<SketchRows> = (start..end)
+        let outs: Vec<ApproxRows> = (start..end)
             .into_par_iter()
             .map(|c| {
                 let v = ds.cache.view(c);
                 let (z, rp) = proj.chunk(ds, fit, &v);
                 let h = quad_forms(&z, v.n, kk, &m);
-                let mut out = SketchRows {
-                    row: v.row_id.to_vec(),
-                    ..Default::default()
-                };
-                for (i, &hi) in h.iter().enumerate() {
-                    let r2 = rp[i] * rp[i];
-                    let (cb, cd) = if hi >= HAT_ONE {
-                        (f64::NAN, f64::NAN)
-                    } else {
-                        (r2 * hi / (1.0 - hi), r2 * hi / (phi * rank * (1.0 - hi) * (1.0 - hi)))
-                    };
-                    out.hat_sketch.push(hi);
-                    out.cbar_sketch.push(cb);
-                    out.cooks_d_sketch.push(cd);
-                }
                 ds.cache.release(c);
-                out
+                scores_from_hat(v.row_id.to_vec(), h, &rp, fit)
             })
             .collect();
         for o in outs {
-            for &h in &o.hat_sketch {
+            for &h in &o.hat {
                 sum.add(h);
             }
             sink(o)?;

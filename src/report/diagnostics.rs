@@ -1,23 +1,37 @@
-//! `fulcrum diagnose`'s outputs: streams the per-row scores of `influence` (exact and/or
-//! sketched leverage) into `DIR/diagnostics.parquet`, DFBETAS of the top rows into
-//! `DIR/dfbetas.parquet`, and returns the `diagnostics` block of summary.json (with the
-//! sketch's summary and, when both are computed, the accuracy of the sketch against exact).
+//! `fulcrum diagnose`'s outputs: streams the per-row scores of `influence` (exact leverage,
+//! the influence sketch, randomized leverage, in any combination) into
+//! `DIR/diagnostics.parquet`, DFBETAS of the top rows into `DIR/dfbetas.parquet` (with exact
+//! leverage), and returns the `diagnostics` block of summary.json — with each approximation's
+//! summary and, when exact leverage is computed too, each approximation's accuracy.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::glm::Fit;
-use crate::influence::{accuracy, diagnose, sketch, DiagOptions, RowDiagnostics, SketchOptions, SketchRows};
+use crate::influence::{
+    accuracy, diagnose, randomized_leverage, sketch, ApproxRows, DiagOptions, RandomizedOptions, RowDiagnostics,
+    SketchOptions,
+};
 use crate::ingest::Dataset;
 use crate::report::parquet::F64TableWriter;
 
+/// `--leverage auto` computes exact leverage up to this many active columns (F⁻¹ then takes
+/// 8·p_A² bytes, 3.2 GB at 20,000, and each row O(nnzᵢ²)), randomized leverage beyond.
+pub const AUTO_EXACT_MAX: usize = 20_000;
+
 /// Which leverages to compute.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Leverage {
     /// Exact leverage and the classic measures (F⁻¹ over the active set).
     pub exact: bool,
     /// The influence sketch.
     pub sketch: Option<SketchOptions>,
+    /// Relative-error randomized leverage.
+    pub randomized: Option<RandomizedOptions>,
+}
+
+fn json(v: impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// Write diagnostics.parquet (and dfbetas.parquet with exact leverage) under `out`; return
@@ -29,83 +43,108 @@ pub fn write_diagnostics(
     leverage: &Leverage,
     out: &Path,
 ) -> Result<serde_json::Value> {
-    if !leverage.exact && leverage.sketch.is_none() {
-        return Err(Error::Usage("--leverage: choose at least one of exact, sketch".into()));
+    let methods = leverage.sketch.is_some() as usize + leverage.randomized.is_some() as usize;
+    if !leverage.exact && methods == 0 {
+        return Err(Error::Usage(
+            "--leverage: choose at least one of exact, sketch, randomized".into(),
+        ));
     }
     let mut cols: Vec<String> = Vec::new();
     if leverage.exact {
         cols.extend(RowDiagnostics::COLUMNS.iter().map(|c| c.to_string()));
     }
     if leverage.sketch.is_some() {
-        cols.extend(SketchRows::COLUMNS.iter().map(|c| c.to_string()));
+        cols.extend(ApproxRows::SKETCH_COLUMNS.iter().map(|c| c.to_string()));
+    }
+    if leverage.randomized.is_some() {
+        cols.extend(ApproxRows::APPROX_COLUMNS.iter().map(|c| c.to_string()));
     }
     let mut w = F64TableWriter::create(&out.join("diagnostics.parquet"), "row", &cols)?;
-    // The sketch first: streamed straight out when alone; otherwise kept per chunk (three
-    // columns) to be written beside the exact columns and compared with them.
-    let mut sketched: Vec<SketchRows> = Vec::new();
-    let sketch_summary = match &leverage.sketch {
-        Some(so) => Some(sketch(ds, fit, so, |r| {
-            if leverage.exact {
-                sketched.push(r);
-                Ok(())
-            } else {
-                w.write_owned(r.row, [r.hat_sketch, r.cbar_sketch, r.cooks_d_sketch])
-            }
-        })?),
-        None => None,
-    };
     let mut block = serde_json::Map::new();
     block.insert(
         "leverage".into(),
-        serde_json::json!({"exact": leverage.exact, "sketch": leverage.sketch.is_some()}),
+        serde_json::json!({"exact": leverage.exact, "sketch": leverage.sketch.is_some(), "randomized": leverage.randomized.is_some()}),
     );
-    if leverage.exact {
-        let both = leverage.sketch.is_some();
-        let mut chunks = sketched.into_iter();
-        // Exact and sketched (hat, cooks_d), kept only to compare them.
-        let (mut h, mut c, mut hs, mut cs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (dsum, dfb) = diagnose(ds, fit, opts, |d| {
-            if both {
-                h.extend_from_slice(&d.hat);
-                c.extend_from_slice(&d.cooks_d);
+    // Approximations first: streamed straight out when alone, otherwise kept per chunk (three
+    // columns each) to be written side by side and compared with the exact values.
+    let stream = !leverage.exact && methods == 1;
+    let mut kept: Vec<(&str, Vec<ApproxRows>)> = Vec::new();
+    let mut keep_or_write =
+        |name: &'static str, r: ApproxRows, kept: &mut Vec<(&str, Vec<ApproxRows>)>| -> Result<()> {
+            if stream {
+                return w.write_owned(r.row, [r.hat, r.cbar, r.cooks_d]);
             }
-            let (rows, mut cols) = {
-                let (r, c) = d.into_columns();
-                (r, c.to_vec())
-            };
-            if let Some(s) = chunks.next() {
-                hs.extend_from_slice(&s.hat_sketch);
-                cs.extend_from_slice(&s.cooks_d_sketch);
-                cols.extend([s.hat_sketch, s.cbar_sketch, s.cooks_d_sketch]);
+            match kept.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(r),
+                None => kept.push((name, vec![r])),
             }
-            w.write_owned(rows, cols)
-        })?;
-        w.finish()?;
-        let names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
-        let mut wb = F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &names)?;
-        // One row group: the values transposed to one column per coefficient.
-        let dcols: Vec<Vec<f64>> = (0..names.len())
-            .map(|k| dfb.values.iter().map(|r| r[k]).collect())
-            .collect();
-        wb.write_owned(dfb.rows.clone(), dcols)?;
-        wb.finish()?;
-        if let serde_json::Value::Object(m) = serde_json::to_value(&dsum).map_err(|e| Error::Usage(e.to_string()))? {
-            block.extend(m);
-        }
-        if both {
-            block.insert(
-                "accuracy".into(),
-                serde_json::to_value(accuracy(&h, &c, &hs, &cs)).map_err(|e| Error::Usage(e.to_string()))?,
-            );
-        }
-    } else {
-        w.finish()?;
+            Ok(())
+        };
+    if let Some(so) = &leverage.sketch {
+        let s = sketch(ds, fit, so, |r| keep_or_write("sketch", r, &mut kept))?;
+        block.insert("sketch".into(), json(s)?);
     }
-    if let Some(s) = sketch_summary {
-        block.insert(
-            "sketch".into(),
-            serde_json::to_value(s).map_err(|e| Error::Usage(e.to_string()))?,
-        );
+    if let Some(ro) = &leverage.randomized {
+        let s = randomized_leverage(ds, fit, ro, |r| keep_or_write("randomized", r, &mut kept))?;
+        block.insert("randomized".into(), json(s)?);
+    }
+    if stream {
+        w.finish()?;
+        return Ok(serde_json::Value::Object(block));
+    }
+    let mut chunks: Vec<std::vec::IntoIter<ApproxRows>> =
+        kept.iter_mut().map(|(_, v)| std::mem::take(v).into_iter()).collect();
+    let names: Vec<&str> = kept.iter().map(|(n, _)| *n).collect();
+    if !leverage.exact {
+        // Several approximations, no exact values: write them side by side.
+        loop {
+            let parts: Vec<ApproxRows> = chunks.iter_mut().filter_map(Iterator::next).collect();
+            if parts.is_empty() {
+                break;
+            }
+            let row = parts[0].row.clone();
+            w.write_owned(row, parts.into_iter().flat_map(|p| [p.hat, p.cbar, p.cooks_d]))?;
+        }
+        w.finish()?;
+        return Ok(serde_json::Value::Object(block));
+    }
+    // Exact (hat, cooks_d) and each approximation's, kept only to compare them.
+    let (mut h, mut c) = (Vec::new(), Vec::new());
+    let mut approx: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); chunks.len()];
+    let (dsum, dfb) = diagnose(ds, fit, opts, |d| {
+        if !chunks.is_empty() {
+            h.extend_from_slice(&d.hat);
+            c.extend_from_slice(&d.cooks_d);
+        }
+        let (rows, exact_cols) = d.into_columns();
+        let mut all: Vec<Vec<f64>> = exact_cols.to_vec();
+        for (it, (ah, ac)) in chunks.iter_mut().zip(approx.iter_mut()) {
+            if let Some(p) = it.next() {
+                ah.extend_from_slice(&p.hat);
+                ac.extend_from_slice(&p.cooks_d);
+                all.extend([p.hat, p.cbar, p.cooks_d]);
+            }
+        }
+        w.write_owned(rows, all)
+    })?;
+    w.finish()?;
+    let coef_names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
+    let mut wb = F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &coef_names)?;
+    // One row group: the values transposed to one column per coefficient.
+    let dcols: Vec<Vec<f64>> = (0..coef_names.len())
+        .map(|k| dfb.values.iter().map(|r| r[k]).collect())
+        .collect();
+    wb.write_owned(dfb.rows.clone(), dcols)?;
+    wb.finish()?;
+    if let serde_json::Value::Object(m) = json(&dsum)? {
+        block.extend(m);
+    }
+    if !names.is_empty() {
+        let mut acc = serde_json::Map::new();
+        for (name, (ah, ac)) in names.iter().zip(&approx) {
+            acc.insert(name.to_string(), json(accuracy(&h, &c, ah, ac))?);
+        }
+        block.insert("accuracy".into(), serde_json::Value::Object(acc));
     }
     Ok(serde_json::Value::Object(block))
 }

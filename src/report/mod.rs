@@ -309,7 +309,7 @@ pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
 }
 
 /// The diagnostics block as text: cut-off counts and the top rows by Cook's distance (exact),
-/// the sketch's rank, and the sketch's accuracy against exact when both were computed.
+/// each approximation's summary, and its accuracy against exact when both were computed.
 pub fn diagnostics_text(block: &serde_json::Value) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -344,10 +344,20 @@ pub fn diagnostics_text(block: &serde_json::Value) -> String {
             sk["sum_hat_sketch"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    if let Some(a) = block.get("accuracy") {
+    if let Some(r) = block.get("randomized") {
         let _ = writeln!(
             s,
-            "Sketch vs exact: top-1% overlap {:.3}, top-0.1% overlap {:.3}, Spearman(cooks_d) {:.4}, hat relative error median {:.3} / p99 {:.3}",
+            "\nRandomized leverage (epsilon {}, sketch {} rows, JL dimension {}): sum(hat_approx) = {:.4}",
+            r["epsilon"],
+            r["sketch_rows"],
+            r["jl_dim"],
+            r["sum_hat_approx"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    for (name, a) in block.get("accuracy").and_then(|a| a.as_object()).into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "{name} vs exact: top-1% overlap {:.3}, top-0.1% overlap {:.3}, Spearman(cooks_d) {:.4}, hat relative error median {:.3} / p99 {:.3}",
             a["top_1pct_overlap"].as_f64().unwrap_or(f64::NAN),
             a["top_01pct_overlap"].as_f64().unwrap_or(f64::NAN),
             a["spearman_cooks_d"].as_f64().unwrap_or(f64::NAN),

@@ -83,6 +83,89 @@ impl Dataset {
         self.cache.manifest().counts
     }
 
+    /// The same data with some rows' prior weights multiplied by `factor(row_id)` (`None`
+    /// leaves a row alone; 0 removes it, as a zero weight does in R's `glm`): refits without a
+    /// set of rows, unlearning checks and leave-one-out refits reuse the chunk cache this way.
+    /// Returns the dataset and the number of rows changed.
+    pub fn reweighted(&self, factor: impl Fn(u64) -> Option<f64> + Sync) -> (Dataset, u64) {
+        let (cache, changed) = self.cache.reweighted(factor);
+        (
+            Dataset {
+                cache,
+                inputs: self.inputs.clone(),
+                status: self.status.clone(),
+                timings: self.timings,
+            },
+            changed,
+        )
+    }
+
+    /// The same data without the rows whose ids are in `rows` (sorted or not); returns the
+    /// dataset and how many of the ids were found.
+    pub fn without_rows(&self, rows: &[u64]) -> (Dataset, u64) {
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        self.reweighted(|r| sorted.binary_search(&r).ok().map(|_| 0.0))
+    }
+
+    /// The values of one input column (any column of the files, used by the model or not), as
+    /// strings like `--filter` compares them: the distinct values (sorted) and, per global row
+    /// id, the index of its value (`u32::MAX` for null). One projected read of the inputs;
+    /// 4 bytes per input row.
+    pub fn column_codes(&self, column: &str) -> Result<(Vec<String>, Vec<u32>)> {
+        let set = InputSet::open(&self.inputs)?;
+        if set.schema.index_of(column).is_err() {
+            let names: Vec<&str> = set.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(Error::Usage(crate::design::spec::unknown_column_msg(column, &names)));
+        }
+        let tasks = set.row_group_tasks();
+        let cols = vec![column.to_string()];
+        type Part = Result<Vec<(u64, Vec<Option<String>>)>>;
+        let parts: Vec<Part> = tasks
+            .par_iter()
+            .map(|&task| {
+                let first = set.files[task.file].first_row_id;
+                let mut out = Vec::new();
+                set.read_row_group(task, &cols, 65_536, |batch, r0| {
+                    out.push((
+                        first + r0,
+                        crate::design::encode::filter_strings(batch.column(0).as_ref()),
+                    ));
+                    Ok(())
+                })?;
+                Ok(out)
+            })
+            .collect();
+        let mut levels: Vec<String> = Vec::new();
+        let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut codes = vec![u32::MAX; set.n_rows() as usize];
+        let mut raw = Vec::new();
+        for p in parts {
+            raw.extend(p?);
+        }
+        for (_, vals) in &raw {
+            for v in vals.iter().flatten() {
+                if !index.contains_key(v) {
+                    index.insert(v.clone(), 0);
+                    levels.push(v.clone());
+                }
+            }
+        }
+        levels.sort();
+        for (k, l) in levels.iter().enumerate() {
+            index.insert(l.clone(), k as u32);
+        }
+        for (r0, vals) in raw {
+            for (k, v) in vals.into_iter().enumerate() {
+                if let Some(v) = v {
+                    codes[r0 as usize + k] = index[&v];
+                }
+            }
+        }
+        Ok((levels, codes))
+    }
+
     /// The input file and 0-based row within it of a global row id (for messages).
     pub fn locate(&self, row_id: u64) -> (PathBuf, u64) {
         let mut first = 0u64;

@@ -30,6 +30,146 @@ enum Command {
     Fit(FitArgs),
     /// Fit, then score every row: leverage, residuals, Cook's distance, C-bar, DFFITS (DIR/diagnostics.parquet), DFBETAS of the top rows (DIR/dfbetas.parquet).
     Diagnose(DiagnoseArgs),
+    /// Fit, then answer an influence question (AFIF): approximate leave-one-out, ALO cross-validation along the path, attribution to a test set, unlearning, fairness.
+    Influence(InfluenceArgs),
+    /// Fit, rank rows (cooks_d, cbar, self_influence, fairness), remove the top ones, predict the new fit (AFIF) and, with --verify, refit and compare.
+    Prune(PruneArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TaskArg {
+    /// Approximate leave-one-out η and loss for every row, and self-influence (DIR/influence.parquet).
+    Loo,
+    /// Approximate LOO-CV error at every λ of the path (summary.json).
+    Cv,
+    /// Influence of every training row on the test loss (DIR/influence.parquet), per-test top rows (DIR/attribution.parquet).
+    Attribute,
+    /// Predicted coefficients after removing rows.
+    Unlearn,
+    /// Influence of every row on the demographic-parity gap (DIR/influence.parquet).
+    Fairness,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum SolverArg {
+    /// Cholesky of M over the active set.
+    Cholesky,
+    /// Conjugate gradients, one pass per product (M never formed).
+    Cg,
+    /// LiSSA (Koh & Liang's stochastic recursion).
+    Lissa,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CurvatureArg {
+    /// Expected Fisher information (IRLS's weights; AFIF).
+    Fisher,
+    /// Observed Hessian.
+    Hessian,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum RemovalArg {
+    /// A removed row takes its share of the penalty with it: refit at the same λ (glmnet, cv.glmnet).
+    SameLambda,
+    /// The total penalty N·λ·R stays fixed (the ALO papers' sum form).
+    Fixed,
+}
+
+/// Flags shared by `influence` and `prune`: curvature, solver, test and reference sets.
+#[derive(Args)]
+struct AfifArgs {
+    /// Curvature M: fisher (IRLS's information; default) or hessian (observed; differs for non-canonical links).
+    #[arg(long, value_enum, default_value = "fisher")]
+    curvature: CurvatureArg,
+    /// Solver for M⁻¹v.
+    #[arg(long, value_enum, default_value = "cholesky")]
+    solver: SolverArg,
+    /// CG: stop at this relative residual.
+    #[arg(long, default_value_t = 1e-10)]
+    cg_tol: f64,
+    /// CG: maximum iterations (one pass each).
+    #[arg(long, default_value_t = 500)]
+    cg_max_iter: usize,
+    /// LiSSA: recursion depth per repeat.
+    #[arg(long, default_value_t = 10_000)]
+    lissa_depth: usize,
+    /// LiSSA: scale s (default: 1.05·max row curvature, which guarantees convergence).
+    #[arg(long)]
+    lissa_scale: Option<f64>,
+    /// LiSSA: damping d (effective damping on M is n·s·d).
+    #[arg(long, default_value_t = 0.0)]
+    lissa_damping: f64,
+    /// LiSSA: repeats averaged.
+    #[arg(long, default_value_t = 1)]
+    lissa_repeats: usize,
+    /// LiSSA: rows per stochastic Hessian-vector product.
+    #[arg(long, default_value_t = 64)]
+    lissa_batch: usize,
+    /// Seed of LiSSA's row sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// What removing a row does to a penalised fit's penalty.
+    #[arg(long, value_enum, default_value = "same-lambda")]
+    removal_penalty: RemovalArg,
+    /// Test set (Parquet, same columns as the training data) for attribution and test metrics.
+    #[arg(long, value_name = "TEST")]
+    test: Vec<String>,
+    /// Take the test set's rows where COL=VALUE (of --test, or of the training inputs without --test).
+    #[arg(long, value_name = "COL=VALUE")]
+    test_filter: Vec<String>,
+    /// Group column for fairness: two distinct values, or COL=VALUE (VALUE versus the rest). Group A is the first value (or VALUE).
+    #[arg(long, value_name = "COL[=VALUE]")]
+    group_col: Option<String>,
+}
+
+#[derive(Args)]
+struct InfluenceArgs {
+    #[command(flatten)]
+    fit: FitArgs,
+    /// The question to answer.
+    #[arg(long, value_enum)]
+    task: TaskArg,
+    #[command(flatten)]
+    afif: AfifArgs,
+    /// attribute: keep the K most influential training rows per test row (DIR/attribution.parquet; needs --solver cholesky).
+    #[arg(long, value_name = "K")]
+    per_test_top: Option<usize>,
+    /// unlearn: Parquet file with a `row` column of the row ids to remove.
+    #[arg(long, value_name = "ROWS.parquet")]
+    remove: Option<PathBuf>,
+    /// unlearn: remove the K rows with the largest --by score instead.
+    #[arg(long, value_name = "K")]
+    remove_top: Option<usize>,
+    /// unlearn: score for --remove-top: cooks_d, self_influence or cbar.
+    #[arg(long, default_value = "cooks_d")]
+    by: String,
+    /// unlearn: Fisher-scoring (proximal when penalised) steps of the reweighted objective.
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    fit: FitArgs,
+    #[command(flatten)]
+    afif: AfifArgs,
+    /// Score that ranks rows: cooks_d, cbar, self_influence or fairness (needs --group-col).
+    #[arg(long)]
+    by: String,
+    /// Remove the K highest-scoring rows.
+    #[arg(long, value_name = "K")]
+    top: Option<usize>,
+    /// Remove every row scoring at least T.
+    #[arg(long, value_name = "T")]
+    threshold: Option<f64>,
+    /// Also refit without the rows and report predicted versus actual.
+    #[arg(long)]
+    verify: bool,
+    /// Fisher-scoring (proximal when penalised) steps of the prediction.
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -343,7 +483,15 @@ struct Fitted {
 
 impl Fitted {
     /// summary.json (with the path when penalised), written atomically, and path.parquet.
+    fn write_with(&self, extra_timing: &[(&str, f64)], key: &str, block: serde_json::Value) -> Result<(), Error> {
+        self.write_block(extra_timing, Some((key, block)))
+    }
+
     fn write(&self, extra_timing: &[(&str, f64)], diagnostics: Option<serde_json::Value>) -> Result<(), Error> {
+        self.write_block(extra_timing, diagnostics.map(|d| ("diagnostics", d)))
+    }
+
+    fn write_block(&self, extra_timing: &[(&str, f64)], block: Option<(&str, serde_json::Value)>) -> Result<(), Error> {
         let mut timing = vec![("fit_total", self.fit_s)];
         timing.extend_from_slice(extra_timing);
         let mut summary = fulcrum::report::fit_summary(&self.ds, &self.fit, &self.opts, &timing);
@@ -356,8 +504,8 @@ impl Fitted {
             summary["passes"] = path.passes.into();
             fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), &self.ds.design().coef_names, path)?;
         }
-        if let Some(d) = diagnostics {
-            summary["diagnostics"] = d;
+        if let Some((k, d)) = block {
+            summary[k] = d;
         }
         write_summary(&self.out, &summary)
     }
@@ -474,6 +622,367 @@ impl ModelArgs {
     }
 }
 
+impl AfifArgs {
+    fn solver(&self) -> fulcrum::influence::Solver {
+        use fulcrum::influence::{LissaOptions, Solver};
+        match self.solver {
+            SolverArg::Cholesky => Solver::Cholesky,
+            SolverArg::Cg => Solver::Cg {
+                tol: self.cg_tol,
+                max_iter: self.cg_max_iter,
+            },
+            SolverArg::Lissa => Solver::Lissa(LissaOptions {
+                depth: self.lissa_depth,
+                scale: self.lissa_scale,
+                damping: self.lissa_damping,
+                repeats: self.lissa_repeats,
+                batch: self.lissa_batch,
+                seed: self.seed,
+            }),
+        }
+    }
+
+    fn setup<'a>(&self, f: &'a Fitted) -> Result<fulcrum::influence::Afif<'a>, Error> {
+        use fulcrum::influence::{Afif, Curvature, Removal};
+        let curvature = match self.curvature {
+            CurvatureArg::Fisher => Curvature::Fisher,
+            CurvatureArg::Hessian => Curvature::Hessian,
+        };
+        let removal = match self.removal_penalty {
+            RemovalArg::SameLambda => Removal::SameLambda,
+            RemovalArg::Fixed => Removal::FixedPenalty,
+        };
+        Afif::new(&f.ds, &f.fit, curvature, self.solver(), removal)
+    }
+
+    /// The test set mapped into the training design, if one is asked for.
+    fn test_rows(
+        &self,
+        model: &ModelArgs,
+        train: &fulcrum::Dataset,
+    ) -> Result<Option<Vec<fulcrum::influence::TestRow>>, Error> {
+        if self.test.is_empty() && self.test_filter.is_empty() {
+            return Ok(None);
+        }
+        let mut m = model.model()?;
+        m.filters = self
+            .test_filter
+            .iter()
+            .map(|f| match f.split_once('=') {
+                Some((c, v)) if !c.is_empty() => Ok((c.to_string(), v.to_string())),
+                _ => Err(Error::Usage(format!("--test-filter expects COL=VALUE, got '{f}'"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let inputs = if self.test.is_empty() {
+            model.inputs.clone()
+        } else {
+            self.test.clone()
+        };
+        let opts = IngestOptions {
+            cache_dir: model.cache_dir.clone(),
+            chunk_rows: model.chunk_rows.max(1),
+        };
+        let test = fulcrum::load(&inputs, &m, &opts, &Bar::new(model.quiet))?;
+        Ok(Some(fulcrum::influence::map_test_rows(train, &test)?))
+    }
+
+    /// Group of every row id (0 = A, 1 = B) from --group-col, and a description.
+    fn groups(&self, ds: &fulcrum::Dataset) -> Result<Option<(Vec<u8>, serde_json::Value)>, Error> {
+        let Some(spec) = &self.group_col else { return Ok(None) };
+        let (col, value) = match spec.split_once('=') {
+            Some((c, v)) => (c, Some(v)),
+            None => (spec.as_str(), None),
+        };
+        let (levels, codes) = ds.column_codes(col)?;
+        let (a, b_desc, map): (String, String, Vec<u8>) = match value {
+            Some(v) => {
+                let k = levels
+                    .iter()
+                    .position(|l| l == v)
+                    .ok_or_else(|| Error::Usage(format!("--group-col: column '{col}' has no value '{v}'")))?
+                    as u32;
+                let map = codes
+                    .iter()
+                    .map(|&c| {
+                        if c == u32::MAX {
+                            2
+                        } else if c == k {
+                            0
+                        } else {
+                            1
+                        }
+                    })
+                    .collect();
+                (v.to_string(), format!("not {v}"), map)
+            }
+            None => {
+                if levels.len() != 2 {
+                    return Err(Error::Usage(format!(
+                        "--group-col {col}: the column has {} distinct values; name one as {col}=VALUE to compare it with the rest",
+                        levels.len()
+                    )));
+                }
+                let map = codes.iter().map(|&c| if c == u32::MAX { 2 } else { c as u8 }).collect();
+                (levels[0].clone(), levels[1].clone(), map)
+            }
+        };
+        Ok(Some((
+            map,
+            serde_json::json!({"column": col, "group_a": a, "group_b": b_desc}),
+        )))
+    }
+}
+
+/// Row ids from a Parquet file's `row` column.
+fn read_row_ids(path: &std::path::Path) -> Result<Vec<u64>, Error> {
+    let set = fulcrum::source::InputSet::open(&[path.to_path_buf()])?;
+    if set.schema.index_of("row").is_err() {
+        return Err(Error::File {
+            path: path.to_path_buf(),
+            msg: "needs a column named 'row' (0-based input row ids, as in diagnostics.parquet)".into(),
+        });
+    }
+    let mut ids = Vec::new();
+    for task in set.row_group_tasks() {
+        set.read_row_group(task, &["row".to_string()], 65_536, |b, r0| {
+            for (k, v) in fulcrum::design::encode::filter_strings(b.column(0).as_ref())
+                .into_iter()
+                .enumerate()
+            {
+                let id = v.as_deref().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
+                    fulcrum::Error::data(
+                        path.to_path_buf(),
+                        "row",
+                        Some(r0 + k as u64),
+                        "not a non-negative integer row id",
+                    )
+                })?;
+                ids.push(id);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(ids)
+}
+
+fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
+    use fulcrum::report::influence as ri;
+    let f = a.fit.run()?;
+    let t = std::time::Instant::now();
+    let mut afif = a.afif.setup(&f)?;
+    let out = &f.out;
+    let mut block = serde_json::json!({
+        "curvature": afif.inv.curvature(),
+        "solver": a.afif.solver().name(),
+        "removal_penalty": afif.removal,
+        "conventions": "loss = a*deviance/2 per row; every change is after removal minus before; see docs/influence.md",
+    });
+    if f.fit.penalty != fulcrum::glm::Penalty::None {
+        block["note"] = "penalised fit: influence on the active set, with the ridge part (and the group-lasso curvature) of the penalty in M".into();
+    }
+    match a.task {
+        TaskArg::Loo => {
+            let s = ri::write_loo(&afif, &out.join("influence.parquet"))?;
+            block["loo"] = serde_json::to_value(&s).map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        TaskArg::Cv => {
+            let Some((path, sel)) = &f.path else {
+                let s = afif.loo(|_| Ok(()))?;
+                block["alo_cv"] = serde_json::to_value(vec![s]).map_err(|e| Error::Usage(e.to_string()))?;
+                return finish_influence(&f, block, t.elapsed().as_secs_f64(), a.fit.model.quiet);
+            };
+            let pts = fulcrum::influence::alo_path(&f.ds, path, afif.inv.curvature(), afif.removal)?;
+            let best = pts
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.loo.deviance.is_finite())
+                .min_by(|x, y| x.1.loo.deviance.total_cmp(&y.1.loo.deviance))
+                .map(|(k, _)| k);
+            if let Some(b) = best {
+                let lim = pts[b].loo.deviance + pts[b].loo.deviance_se;
+                let se1 = pts.iter().position(|p| p.loo.deviance <= lim).unwrap_or(b);
+                block["lambda_min_index"] = b.into();
+                block["lambda_min"] = pts[b].lambda.into();
+                block["lambda_1se_index"] = se1.into();
+                block["lambda_1se"] = pts[se1].lambda.into();
+            }
+            block["selected_lambda_index"] = (*sel).into();
+            block["alo_cv"] = serde_json::to_value(&pts).map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        TaskArg::Attribute => {
+            let tests = a.afif.test_rows(&a.fit.model, &f.ds)?.ok_or_else(|| {
+                Error::Usage("--task attribute needs --test TEST.parquet or --test-filter COL=VALUE".into())
+            })?;
+            let (g, loss) = afif.test_gradient(&tests);
+            let u = afif.solve(&g)?;
+            let (helpful, harmful) =
+                ri::write_effects(&afif, &u, "influence_on_test", None, &out.join("influence.parquet"))?;
+            block["test"] = serde_json::json!({"rows": tests.len(), "loss": loss, "metrics": ri::test_metrics(&f.fit, &f.fit.beta, &tests)});
+            block["most_helpful"] = serde_json::json!(helpful
+                .iter()
+                .map(|(r, v)| serde_json::json!({"row": r, "influence_on_test": v}))
+                .collect::<Vec<_>>());
+            block["most_harmful"] = serde_json::json!(harmful
+                .iter()
+                .map(|(r, v)| serde_json::json!({"row": r, "influence_on_test": v}))
+                .collect::<Vec<_>>());
+            if let Some(k) = a.per_test_top {
+                let top = afif.per_test_top(&tests, k)?;
+                ri::write_attribution(&tests, &top, &out.join("attribution.parquet"))?;
+                block["per_test_top"] = k.into();
+            }
+        }
+        TaskArg::Fairness => {
+            let (groups, desc) = a
+                .afif
+                .groups(&f.ds)?
+                .ok_or_else(|| Error::Usage("--task fairness needs --group-col COL".into()))?;
+            let tests = a.afif.test_rows(&a.fit.model, &f.ds)?;
+            let group = |r: u64| groups.get(r as usize).copied().filter(|&g| g < 2);
+            let par = afif.parity_gradient(tests.as_deref(), group)?;
+            let u = afif.solve(&par.gradient)?;
+            let sign = par.gap.signum();
+            let red = move |v: f64| -sign * v;
+            let (up, down) = ri::write_effects(
+                &afif,
+                &u,
+                "dp_change",
+                Some(("gap_reduction", &red)),
+                &out.join("influence.parquet"),
+            )?;
+            let top = if sign > 0.0 { down } else { up };
+            block["fairness"] = serde_json::json!({
+                "groups": desc,
+                "reference": if tests.is_some() { "test set" } else { "training rows" },
+                "demographic_parity_gap": par.gap,
+                "weight_a": par.n_a, "weight_b": par.n_b,
+                "top_gap_reducing_rows": top.iter().map(|(r, v)| serde_json::json!({"row": r, "dp_change": v})).collect::<Vec<_>>(),
+            });
+        }
+        TaskArg::Unlearn => {
+            let rows: Vec<u64> = match (&a.remove, a.remove_top) {
+                (Some(p), None) => read_row_ids(p)?,
+                (None, Some(k)) => {
+                    let by = fulcrum::report::influence::RankBy::parse(&a.by)?;
+                    if by == fulcrum::report::influence::RankBy::Fairness {
+                        return Err(Error::Usage("unlearn --remove-top ranks by cooks_d, self_influence or cbar; use `fulcrum prune --by fairness`".into()));
+                    }
+                    ri::select_rows(&mut afif, by, Some(k), None, None)?
+                        .into_iter()
+                        .map(|x| x.0)
+                        .collect()
+                }
+                _ => {
+                    return Err(Error::Usage(
+                        "--task unlearn needs exactly one of --remove ROWS.parquet and --remove-top K".into(),
+                    ))
+                }
+            };
+            let tests = a.afif.test_rows(&a.fit.model, &f.ds)?;
+            let path = f.path.as_ref().map(|(p, s)| (p, *s));
+            let (u, _) = ri::unlearn_block(&mut afif, path, &rows, a.steps, false, tests.as_deref())?;
+            block["unlearn"] = u;
+        }
+    }
+    block["solves"] = serde_json::to_value(&afif.solves).map_err(|e| Error::Usage(e.to_string()))?;
+    block["passes_solver"] = afif.inv.passes.into();
+    finish_influence(&f, block, t.elapsed().as_secs_f64(), a.fit.model.quiet)
+}
+
+fn finish_influence(f: &Fitted, block: serde_json::Value, secs: f64, quiet: bool) -> Result<(), Error> {
+    f.write_with(&[("influence", secs)], "influence", block.clone())?;
+    if !quiet {
+        print!("{}", fulcrum::report::fit_text(&f.ds, &f.fit));
+        println!(
+            "\ninfluence:\n{}",
+            serde_json::to_string_pretty(&summary_head(&block)).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The influence block without its long lists (for the terminal).
+fn summary_head(block: &serde_json::Value) -> serde_json::Value {
+    let mut b = block.clone();
+    if let Some(o) = b.as_object_mut() {
+        for k in ["alo_cv", "solves"] {
+            if let Some(v) = o.get(k) {
+                if v.as_array().is_some_and(|a| a.len() > 3) {
+                    o.insert(
+                        k.to_string(),
+                        format!("{} entries (summary.json)", v.as_array().map_or(0, |a| a.len())).into(),
+                    );
+                }
+            }
+        }
+        if let Some(u) = o.get_mut("unlearn").and_then(|u| u.as_object_mut()) {
+            u.remove("coefficients");
+            u.remove("removed_rows");
+        }
+    }
+    b
+}
+
+fn run_prune(a: &PruneArgs) -> Result<(), Error> {
+    use fulcrum::report::influence as ri;
+    let f = a.fit.run()?;
+    let t = std::time::Instant::now();
+    let mut afif = a.afif.setup(&f)?;
+    let by = ri::RankBy::parse(&a.by)?;
+    let tests = a.afif.test_rows(&a.fit.model, &f.ds)?;
+    let groups = a.afif.groups(&f.ds)?;
+    let group_fn = |r: u64| {
+        groups
+            .as_ref()
+            .and_then(|g| g.0.get(r as usize).copied())
+            .filter(|&g| g < 2)
+    };
+    let parity = groups
+        .as_ref()
+        .map(|_| (tests.as_deref(), &group_fn as &(dyn Fn(u64) -> Option<u8> + Sync)));
+    let chosen = ri::select_rows(&mut afif, by, a.top, a.threshold, parity)?;
+    if chosen.is_empty() {
+        return Err(Error::Usage(format!(
+            "no row scores at least the --threshold by {}",
+            by.name()
+        )));
+    }
+    let rows: Vec<u64> = chosen.iter().map(|x| x.0).collect();
+    let path = f.path.as_ref().map(|(p, s)| (p, *s));
+    let (mut block, _) = ri::unlearn_block(&mut afif, path, &rows, a.steps, a.verify, tests.as_deref())?;
+    block["by"] = by.name().into();
+    block["scores"] = serde_json::json!(chosen
+        .iter()
+        .map(|(r, v)| serde_json::json!({"row": r, "score": v}))
+        .collect::<Vec<_>>());
+    block["removed_rows"] = serde_json::json!(rows);
+    if let Some((_, d)) = &groups {
+        block["groups"] = d.clone();
+        let par_before = afif.parity_gradient(tests.as_deref(), group_fn)?;
+        block["demographic_parity_gap_before"] = par_before.gap.into();
+    }
+    let kept = ri::write_kept_rows(&f.ds, &rows, &f.out.join("kept_rows.parquet"))?;
+    block["kept_rows"] = kept.into();
+    let text = serde_json::to_string_pretty(&block).map_err(|e| Error::Usage(e.to_string()))?;
+    fulcrum::report::write_atomic(&f.out.join("prune.json"), text.as_bytes())?;
+    f.write_with(
+        &[("prune", t.elapsed().as_secs_f64())],
+        "prune",
+        summary_head(&serde_json::json!({"unlearn": block.clone()}))["unlearn"].clone(),
+    )?;
+    if !a.fit.model.quiet {
+        print!("{}", fulcrum::report::fit_text(&f.ds, &f.fit));
+        let mut short = block.clone();
+        if let Some(o) = short.as_object_mut() {
+            o.remove("coefficients");
+            o.remove("removed_rows");
+            o.remove("scores");
+        }
+        println!("\nprune:\n{}", serde_json::to_string_pretty(&short).unwrap_or_default());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Inspect(a) => {
@@ -495,6 +1004,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Influence(a) => run_influence(&a),
+        Command::Prune(a) => run_prune(&a),
         Command::Diagnose(a) => {
             let f = a.fit.run()?;
             let (ds, fit, out) = (&f.ds, &f.fit, &f.out);

@@ -188,7 +188,7 @@ fn to_f64(arr: &dyn Array) -> Option<Vec<f64>> {
 }
 
 /// Each row's value formatted as the string `--filter` compares against (None for null).
-fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
+pub fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
     let n = arr.len();
     if let Some(d) = arr.as_any_dictionary_opt() {
         let vals = filter_strings(d.values().as_ref());

@@ -93,6 +93,16 @@ impl FitOptions {
     }
 }
 
+/// One block of a penalty's curvature matrix: `matrix` (k×k, row-major) on the kept-column
+/// positions `positions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PenaltyBlock {
+    /// Positions in `Fit::kept`.
+    pub positions: Vec<usize>,
+    /// The k×k block.
+    pub matrix: Vec<f64>,
+}
+
 /// A fitted GLM.
 #[derive(Debug, Clone)]
 pub struct Fit {
@@ -147,6 +157,10 @@ pub struct Fit {
     /// The penalty's curvature on the diagonal of `information`, per kept column (the ridge
     /// term; 0 for the intercept and for unpenalised fits).
     pub penalty_curvature: Vec<f64>,
+    /// Off-diagonal-capable blocks of the penalty's curvature, also in `information`: the
+    /// group lasso's Λ·α·w_g·S(I/‖β̃_g‖ − β̃_gβ̃_gᵀ/‖β̃_g‖³)S on each active group (positions in
+    /// `kept`, block row-major). Empty for other penalties.
+    pub penalty_blocks: Vec<PenaltyBlock>,
     /// Σ prior weights (the n of the ridge objective).
     pub sum_weights: f64,
     /// Wall-clock seconds per stage.
@@ -547,6 +561,14 @@ pub(crate) fn prepare(ds: &Dataset, family: Family) -> Result<(Totals, Vec<Strin
 
 /// Fit the GLM by IRLS over the dataset's chunk cache.
 pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
+    fit_from(ds, opts, None)
+}
+
+/// [`fit`] started from coefficients `start` (length p) instead of R's `mustart` (R's `start`):
+/// the first pass evaluates the model at `start` and every later step is step-halved against
+/// it. With `opts.max_iter = k` this is k Fisher-scoring steps from `start` — what the
+/// influence module's unlearning predictions take on a reweighted dataset.
+pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Result<Fit> {
     let t0 = Instant::now();
     let design = ds.design();
     let layout = &design.layout;
@@ -583,8 +605,20 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
     let mut timing = vec![("validate".to_string(), t0.elapsed().as_secs_f64())];
     let t1 = Instant::now();
 
-    // Iteration 0: evaluate at mustart.
-    let st0 = irls_pass(ds, opts, Eval::Start { ybar }, null, &all, Rhs::WorkingResponse);
+    // Iteration 0: evaluate at mustart (or at `start`).
+    if let Some(b) = start {
+        if b.len() != p || b.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Usage(format!(
+                "starting values need {p} finite coefficients, got {}",
+                b.len()
+            )));
+        }
+    }
+    let eval0 = match start {
+        Some(b) => Eval::Beta(b),
+        None => Eval::Start { ybar },
+    };
+    let st0 = irls_pass(ds, opts, eval0, null, &all, Rhs::WorkingResponse);
     if st0.invalid > 0 {
         return Err(Error::Numerical(
             "cannot find valid starting values for this family and link; check the response".into(),
@@ -600,8 +634,8 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         b
     };
     let mut beta = scatter(&factor, factor.solve(&st0.xtwz));
-    let mut beta_prev: Option<Vec<f64>> = None;
-    let mut dev_prev = st0.dev.value();
+    let mut beta_prev: Option<Vec<f64>> = start.map(|b| b.to_vec());
+    let mut dev_prev = st0.dev.value() + start.map_or(0.0, penalty_of);
     // The null model's deviance does not depend on β: the first pass's sum is the answer.
     let null_dev0 = st0.null_dev.value();
     // The first pass's p×p accumulator is not needed again (3 GiB at p = 20k).
@@ -783,6 +817,7 @@ pub fn fit(ds: &Dataset, opts: &FitOptions) -> Result<Fit> {
         cov_unscaled,
         information,
         penalty_curvature,
+        penalty_blocks: Vec::new(),
         sum_weights: tot.sum_w,
         timing,
     })

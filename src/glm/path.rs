@@ -27,7 +27,8 @@ use super::family::{Family, Link};
 use faer::Mat;
 
 use super::irls::{
-    irls_pass, null_deviance_with_offset, prepare, Eval, Fit, FitOptions, NullModel, PassStats, Penalty, Rhs,
+    irls_pass, null_deviance_with_offset, prepare, Eval, Fit, FitOptions, NullModel, PassStats, Penalty, PenaltyBlock,
+    Rhs,
 };
 use crate::error::{Error, Result};
 use crate::glm::irls::response;
@@ -440,9 +441,20 @@ fn moments(ds: &Dataset, intercept: bool, standardize: bool) -> (Vec<f64>, Vec<f
     (center, scale, sd_y)
 }
 
-/// Fit the penalised path over the dataset's chunk cache.
-pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
-    let t0 = Instant::now();
+/// Everything [`fit_path`] fixes before the first λ: the problem, the row totals, the first
+/// warnings, the null model and the penalty bookkeeping.
+struct Setup<'a> {
+    prob: Problem<'a>,
+    tot: crate::glm::irls::Totals,
+    warnings: Vec<String>,
+    null: NullModel,
+    vp: Vec<f64>,
+    ridge_scale: f64,
+}
+
+/// Validate the options and build the penalised problem on `ds` (one validation pass and one
+/// moments pass).
+fn setup<'a>(ds: &'a Dataset, opts: &PathOptions) -> Result<Setup<'a>> {
     let design = ds.design();
     let layout = &design.layout;
     let p = layout.p;
@@ -457,14 +469,12 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
     fo.max_iter = opts.max_iter;
     let (tot, mut warnings, null) = prepare(ds, opts.family)?;
     let n = tot.sum_w;
-    let ybar = tot.sum_wy / tot.sum_w;
     let (center, scale, sd_y) = moments(ds, intercept, opts.standardize);
     let ridge_scale = if opts.family == Family::Gaussian && sd_y > 0.0 {
         sd_y
     } else {
         1.0
     };
-    let mut passes = 1;
 
     // Penalty factors: glmnet rescales them to sum to the number of columns (elastic net).
     let first = intercept as usize;
@@ -551,6 +561,32 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
         unit_of,
         alpha: opts.alpha,
     };
+    Ok(Setup {
+        prob,
+        tot,
+        warnings,
+        null,
+        vp,
+        ridge_scale,
+    })
+}
+
+/// Fit the penalised path over the dataset's chunk cache.
+pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
+    let t0 = Instant::now();
+    let Setup {
+        prob,
+        tot,
+        mut warnings,
+        null,
+        vp,
+        ridge_scale,
+    } = setup(ds, opts)?;
+    let (p, intercept, n) = (prob.p, prob.intercept, prob.n);
+    let first = intercept as usize;
+    let ybar = tot.sum_wy / tot.sum_w;
+    let (center, scale) = (prob.center.clone(), prob.scale.clone());
+    let mut passes = 1;
     let null_deviance = match null {
         NullModel::Separate => null_deviance_with_offset(ds, &prob.fo, ybar),
         _ => f64::NAN, // from the first pass below
@@ -778,6 +814,98 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
     })
 }
 
+/// Where [`prox_steps`] stopped.
+#[derive(Debug, Clone)]
+pub struct ProxSteps {
+    /// Coefficients (original scale, length p).
+    pub beta: Vec<f64>,
+    /// Residual deviance Σ aᵢ dᵢ at `beta`.
+    pub deviance: f64,
+    /// Proximal steps taken.
+    pub steps: usize,
+    /// Passes over the data.
+    pub passes: usize,
+    /// Whether the last step moved less than the convergence threshold (the optimum is reached).
+    pub converged: bool,
+    /// Largest KKT violation at `beta` (standardised scale, per observation).
+    pub kkt_max: f64,
+}
+
+/// Proximal Fisher-scoring steps of the penalised objective at one λ (the options of a path,
+/// e.g. `path.options`), started from `start` on `ds` — typically the fitted dataset with some
+/// rows reweighted or removed ([`Dataset::reweighted`]). Each step is one pass at the current β
+/// (deviance, score over all p columns, XᵀWX over the support, the unpenalised columns and any
+/// column violating the KKT conditions there) and one coordinate-descent solve of the penalised
+/// quadratic model: the active set may change. Standardisation, N and the penalty are those of
+/// `ds` at the same λ, exactly what a glmnet refit on the reweighted rows at that λ optimises.
+/// Stops after `max_steps` steps or at convergence (glmnet's rule, `opts.thresh`).
+pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], max_steps: usize) -> Result<ProxSteps> {
+    let Setup { prob, tot, null, .. } = setup(ds, opts)?;
+    let p = prob.p;
+    if start.len() != p {
+        return Err(Error::Usage(format!("starting values need {p} coefficients")));
+    }
+    let ybar = tot.sum_wy / tot.sum_w;
+    let mut null_deviance = match null {
+        NullModel::Separate => null_deviance_with_offset(ds, &prob.fo, ybar),
+        _ => f64::NAN,
+    };
+    let mut beta = start.to_vec();
+    let mut want: Vec<usize> = prob.base.clone();
+    want.extend((0..p).filter(|&j| beta[j] != 0.0));
+    want.sort_unstable();
+    want.dedup();
+    let (mut steps, mut passes) = (0, 0);
+    let mut step = f64::INFINITY;
+    let mut thr = f64::NAN;
+    loop {
+        let sub = ColumnSubset::new(p, &want);
+        let st = irls_pass(ds, &prob.fo, Eval::Beta(&beta), null, &sub, Rhs::Score);
+        passes += 1;
+        if st.invalid > 0 || !st.dev.value().is_finite() {
+            return Err(Error::Numerical(format!(
+                "penalised IRLS left the {} family's domain ({} rows with invalid fitted values)",
+                prob.fo.family.name(),
+                st.invalid
+            )));
+        }
+        if null_deviance.is_nan() {
+            null_deviance = st.null_dev.value();
+            thr = opts.thresh * null_deviance / prob.n;
+        } else if thr.is_nan() {
+            thr = opts.thresh * null_deviance / prob.n;
+        }
+        let done = step < thr;
+        let add = if steps >= max_steps && !done {
+            Vec::new()
+        } else {
+            prob.violators(&st.xtwz, &sub, lambda)
+        };
+        if (done || steps >= max_steps) && add.is_empty() {
+            return Ok(ProxSteps {
+                kkt_max: prob.kkt_max(&st.xtwz, &beta, lambda),
+                deviance: st.dev.value(),
+                beta,
+                steps,
+                passes,
+                converged: done,
+            });
+        }
+        if !add.is_empty() {
+            // Columns the step must be free to move: pass again with them in the Gram.
+            want.extend(add);
+            want.sort_unstable();
+            want.dedup();
+            step = f64::INFINITY;
+            continue;
+        }
+        let (b, s) = prob.solve(&beta, &sub, &st, lambda, thr);
+        beta = b;
+        step = s;
+        steps += 1;
+    }
+}
+
 /// The fit at path point `index` as a [`Fit`], for the summary and the diagnostics: the kept
 /// columns are the intercept and the non-zero coefficients (the active set), and `information`
 /// is XᵀWX at β̂ over them plus the ridge part of the penalty, N·λ(1 − α)·f_j·s_j² (one pass).
@@ -816,6 +944,49 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
     let mut information = st.gram.clone();
     for (k, c) in penalty_curvature.iter().enumerate() {
         information[k * m + k] += c;
+    }
+    // The group lasso's curvature on each active group (a rank |g| − 1 block): leaving it out
+    // makes leave-one-out predictions of group-lasso fits badly wrong (research/afif.md §5).
+    let mut penalty_blocks = Vec::new();
+    if o.penalty == PathPenalty::Group && o.alpha > 0.0 {
+        let first = design.layout.intercept as usize;
+        for g in &o.groups {
+            let cols: Vec<usize> = g
+                .iter()
+                .copied()
+                .filter(|&j| j >= first && path.scale[j] > 0.0)
+                .collect();
+            let Some(&c0) = cols.first() else { continue };
+            let f0 = path.penalty_factor[c0];
+            let positions: Vec<usize> = cols.iter().filter_map(|j| kept.binary_search(j).ok()).collect();
+            if f0 == 0.0 || positions.len() != cols.len() {
+                continue;
+            }
+            let bt: Vec<f64> = cols.iter().map(|&j| beta[j] * path.scale[j]).collect();
+            let nb = bt.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if nb == 0.0 {
+                continue;
+            }
+            let k = cols.len();
+            let c = path.sum_weights * pt.lambda * o.alpha * (k as f64).sqrt() * f0;
+            let mut block = vec![0.0; k * k];
+            for a in 0..k {
+                for b in 0..k {
+                    let delta = if a == b { 1.0 / nb } else { 0.0 };
+                    block[a * k + b] =
+                        c * path.scale[cols[a]] * path.scale[cols[b]] * (delta - bt[a] * bt[b] / (nb * nb * nb));
+                }
+            }
+            for a in 0..k {
+                for b in 0..k {
+                    information[positions[b] * m + positions[a]] += block[a * k + b];
+                }
+            }
+            penalty_blocks.push(PenaltyBlock {
+                positions,
+                matrix: block,
+            });
+        }
     }
     let n = path.n_obs as f64;
     let df_residual = n - m as f64;
@@ -861,6 +1032,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         cov_unscaled: Mat::zeros(0, 0),
         information,
         penalty_curvature,
+        penalty_blocks,
         sum_weights: path.sum_weights,
         timing,
     })

@@ -211,8 +211,25 @@ pub(crate) fn eta_mu(v: &ChunkView, fit: &Fit, ds: &Dataset, eta: &mut Vec<f64>)
     }
 }
 
+/// Add the fit's penalty curvature (ridge diagonal and group blocks) to an m×m matrix over
+/// its kept columns.
+pub(crate) fn add_penalty_curvature(fit: &Fit, g: &mut [f64]) {
+    let m = fit.kept.len();
+    for (k, c) in fit.penalty_curvature.iter().enumerate() {
+        g[k * m + k] += c;
+    }
+    for b in &fit.penalty_blocks {
+        let k = b.positions.len();
+        for (a, &pa) in b.positions.iter().enumerate() {
+            for (c, &pc) in b.positions.iter().enumerate() {
+                g[pc * m + pa] += b.matrix[a * k + c];
+            }
+        }
+    }
+}
+
 /// The information matrix the hat values use, over the fit's kept columns (m×m).
-fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
+pub(crate) fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
     if !observed || fit.link == fit.family.canonical_link() {
         return fit.information.clone();
     }
@@ -250,9 +267,7 @@ fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
         .0;
     symmetrize_lower(&mut g, m);
     // The penalty's curvature (the ridge part) belongs in F for a penalised fit.
-    for (k, c) in fit.penalty_curvature.iter().enumerate() {
-        g[k * m + k] += c;
-    }
+    add_penalty_curvature(fit, &mut g);
     g
 }
 

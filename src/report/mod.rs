@@ -2,6 +2,7 @@
 //! Computes no statistics of its own: it formats what `glm` and `influence` return.
 
 pub mod diagnostics;
+pub mod influence;
 pub mod parquet;
 
 use std::io::Write;

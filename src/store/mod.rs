@@ -15,6 +15,7 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -280,10 +281,13 @@ pub const RESIDENT_CACHE_BYTES: u64 = 256 << 20;
 /// An opened, validated chunk cache.
 pub struct ChunkCache {
     dir: PathBuf,
-    manifest: Manifest,
-    chunks: Vec<MappedChunk>,
+    manifest: Arc<Manifest>,
+    chunks: Arc<Vec<MappedChunk>>,
     /// Whether passes drop each chunk's pages after use (large caches).
     release_pages: bool,
+    /// Prior weights replacing the stored ones, for the chunks that have any (see
+    /// [`ChunkCache::reweighted`]); empty for the cache as built.
+    weights: Arc<Vec<Option<Vec<f64>>>>,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -406,9 +410,10 @@ impl ChunkCache {
         let total: u64 = manifest.chunks.iter().map(|c| c.bytes).sum();
         Ok(ChunkCache {
             dir: dir.to_path_buf(),
-            manifest,
-            chunks,
+            manifest: Arc::new(manifest),
+            chunks: Arc::new(chunks),
             release_pages: total > RESIDENT_CACHE_BYTES,
+            weights: Arc::new(Vec::new()),
         })
     }
 
@@ -429,7 +434,47 @@ impl ChunkCache {
 
     /// Zero-copy view of chunk `i`.
     pub fn view(&self, i: usize) -> ChunkView<'_> {
-        self.chunks[i].view()
+        let mut v = self.chunks[i].view();
+        if let Some(Some(w)) = self.weights.get(i) {
+            v.weight = w;
+        }
+        v
+    }
+
+    /// The same cache with some rows' prior weights multiplied by a factor (0 removes a row, as
+    /// a zero prior weight does in R): `factor(row_id)` is called for every row and returns
+    /// `None` to leave it alone. The mapped chunks are shared, not copied; only the weights of
+    /// chunks with a changed row are held in RAM (8 bytes per row of those chunks). Returns the
+    /// new cache and the number of rows changed.
+    pub fn reweighted(&self, factor: impl Fn(u64) -> Option<f64> + Sync) -> (ChunkCache, u64) {
+        let per: Vec<(Option<Vec<f64>>, u64)> = (0..self.chunks.len())
+            .into_par_iter()
+            .map(|i| {
+                let v = self.view(i);
+                let mut out: Option<Vec<f64>> = None;
+                let mut changed = 0u64;
+                for (k, &r) in v.row_id.iter().enumerate() {
+                    if let Some(f) = factor(r) {
+                        let w = out.get_or_insert_with(|| v.weight.to_vec());
+                        w[k] *= f;
+                        changed += 1;
+                    }
+                }
+                (out, changed)
+            })
+            .collect();
+        let changed = per.iter().map(|x| x.1).sum();
+        let weights = per.into_iter().map(|x| x.0).collect();
+        (
+            ChunkCache {
+                dir: self.dir.clone(),
+                manifest: Arc::clone(&self.manifest),
+                chunks: Arc::clone(&self.chunks),
+                release_pages: self.release_pages,
+                weights: Arc::new(weights),
+            },
+            changed,
+        )
     }
 
     /// Drop chunk `i`'s pages from this process's resident set once a pass is done with it

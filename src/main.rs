@@ -115,7 +115,7 @@ struct AfifArgs {
     /// Test set (Parquet, same columns as the training data) for attribution and test metrics.
     #[arg(long, value_name = "TEST")]
     test: Vec<String>,
-    /// Take the test set's rows where COL=VALUE (of --test, or of the training inputs without --test).
+    /// Take the test rows where COL=VALUE: from the --test files if given, else from the training inputs.
     #[arg(long, value_name = "COL=VALUE")]
     test_filter: Vec<String>,
     /// Group column for fairness: two distinct values, or COL=VALUE (VALUE versus the rest). Group A is the first value (or VALUE).
@@ -141,7 +141,7 @@ struct InfluenceArgs {
     /// unlearn: remove the K rows with the largest --by score instead.
     #[arg(long, value_name = "K")]
     remove_top: Option<usize>,
-    /// unlearn: score for --remove-top: cooks_d, self_influence or cbar.
+    /// unlearn: the score that ranks rows for --remove-top (cooks_d, self_influence or cbar).
     #[arg(long, default_value = "cooks_d")]
     by: String,
     /// unlearn: Fisher-scoring (proximal when penalised) steps of the reweighted objective.
@@ -155,7 +155,7 @@ struct PruneArgs {
     fit: FitArgs,
     #[command(flatten)]
     afif: AfifArgs,
-    /// Score that ranks rows: cooks_d, cbar, self_influence or fairness (needs --group-col).
+    /// Score that ranks rows: cooks_d, cbar, self_influence or fairness (fairness needs --group-col as well).
     #[arg(long)]
     by: String,
     /// Remove the K highest-scoring rows.

@@ -109,6 +109,8 @@ fn docs_cli_covers_every_flag() {
         vec!["inspect", "--help"],
         vec!["fit", "--help"],
         vec!["diagnose", "--help"],
+        vec!["influence", "--help"],
+        vec!["prune", "--help"],
     ] {
         let out = Command::cargo_bin("fulcrum").unwrap().args(&cmd).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);

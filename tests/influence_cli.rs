@@ -1,0 +1,259 @@
+//! End-to-end CLI behaviour of `fulcrum influence` (every task) and `fulcrum prune`: outputs,
+//! their columns and signs, agreement with exact refits where the CLI reports both, and clean
+//! usage errors (exit code 2).
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const ADULT: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
+
+fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &str, tmp: &std::path::Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("fulcrum")
+        .unwrap()
+        .args([
+            cmd,
+            &fixture("adult.parquet"),
+            "--formula",
+            ADULT,
+            "--filter",
+            "split=train",
+        ])
+        .args(["--family", "binomial", "-q", "--cache-dir"])
+        .arg(tmp.join("cache"))
+        .arg("--out")
+        .arg(tmp.join("out"))
+        .args(extra)
+        .assert()
+}
+
+fn json(tmp: &std::path::Path, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(tmp.join("out").join(name)).unwrap()).unwrap()
+}
+
+fn column(tmp: &std::path::Path, file: &str, name: &str) -> Vec<f64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt64Type};
+    let f = std::fs::File::open(tmp.join("out").join(file)).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        let c = b.column_by_name(name).unwrap();
+        if let Some(a) = c.as_primitive_opt::<Float64Type>() {
+            out.extend(a.values().iter().copied());
+        } else {
+            out.extend(c.as_primitive::<UInt64Type>().values().iter().map(|&x| x as f64));
+        }
+    }
+    out
+}
+
+#[test]
+fn loo_writes_every_row_and_a_cv_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    run("influence", tmp.path(), &["--task", "loo"]).success();
+    let s = json(tmp.path(), "summary.json");
+    let loo = &s["influence"]["loo"];
+    let n = loo["n"].as_u64().unwrap();
+    assert_eq!(column(tmp.path(), "influence.parquet", "row").len() as u64, n);
+    assert!((loo["sum_hat"].as_f64().unwrap() - s["rank"].as_f64().unwrap()).abs() < 1e-6);
+    // LOO error exceeds the in-sample error; self-influence is non-negative.
+    assert!(loo["deviance"].as_f64().unwrap() > loo["insample_deviance"].as_f64().unwrap());
+    assert!(column(tmp.path(), "influence.parquet", "self_influence")
+        .iter()
+        .all(|&x| x >= 0.0));
+    assert_eq!(s["influence"]["curvature"], "fisher");
+}
+
+#[test]
+fn cv_along_a_lasso_path_picks_a_lambda() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp.path(),
+        &["--task", "cv", "--penalty", "lasso", "--nlambda", "15"],
+    )
+    .success();
+    let s = json(tmp.path(), "summary.json");
+    let cv = s["influence"]["alo_cv"].as_array().unwrap();
+    assert_eq!(cv.len(), s["path"].as_array().unwrap().len());
+    let kmin = s["influence"]["lambda_min_index"].as_u64().unwrap() as usize;
+    let k1se = s["influence"]["lambda_1se_index"].as_u64().unwrap() as usize;
+    assert!(k1se <= kmin);
+    assert!(cv[0]["misclassification"].as_f64().unwrap() > cv[kmin]["misclassification"].as_f64().unwrap());
+}
+
+#[test]
+fn attribution_to_a_test_set_and_per_test_top_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp.path(),
+        &[
+            "--task",
+            "attribute",
+            "--test-filter",
+            "split=test",
+            "--per-test-top",
+            "3",
+        ],
+    )
+    .success();
+    let s = json(tmp.path(), "summary.json");
+    assert_eq!(s["influence"]["test"]["rows"], 15315);
+    let first = column(tmp.path(), "influence.parquet", "influence_on_test");
+    let newton = column(tmp.path(), "influence.parquet", "influence_on_test_newton");
+    // The Newton correction only stretches (h < 1): same sign, larger magnitude.
+    for (a, b) in first.iter().zip(&newton) {
+        assert!(a * b >= 0.0 && b.abs() >= a.abs() - 1e-15);
+    }
+    assert_eq!(column(tmp.path(), "attribution.parquet", "test_row").len(), 15315 * 3);
+}
+
+#[test]
+fn fairness_ranks_rows_by_parity_gap_reduction() {
+    let tmp = tempfile::tempdir().unwrap();
+    run("influence", tmp.path(), &["--task", "fairness", "--group-col", "sex"]).success();
+    let s = json(tmp.path(), "summary.json");
+    let f = &s["influence"]["fairness"];
+    assert_eq!(f["groups"]["group_a"], "Female");
+    let gap = f["demographic_parity_gap"].as_f64().unwrap();
+    assert!(gap < -0.1, "women are predicted >50K less often: {gap}");
+    let red = column(tmp.path(), "influence.parquet", "gap_reduction");
+    let top = f["top_gap_reducing_rows"][0]["dp_change"].as_f64().unwrap();
+    assert!(top * gap < 0.0, "removing the top row moves the gap towards 0");
+    assert!(red.iter().cloned().fold(f64::MIN, f64::max) > 0.0);
+    // A group column with more than two values needs COL=VALUE.
+    let tmp2 = tempfile::tempdir().unwrap();
+    run("influence", tmp2.path(), &["--task", "fairness", "--group-col", "race"])
+        .failure()
+        .code(2);
+    run(
+        "influence",
+        tmp2.path(),
+        &["--task", "fairness", "--group-col", "race=White"],
+    )
+    .success();
+}
+
+#[test]
+fn unlearn_and_prune_predict_the_refit() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Rows with moderate influence (no separation after removal): the prediction tracks the refit.
+    run(
+        "prune",
+        tmp.path(),
+        &[
+            "--by",
+            "self_influence",
+            "--threshold",
+            "0.02",
+            "--verify",
+            "--steps",
+            "1",
+        ],
+    )
+    .success();
+    let p = json(tmp.path(), "prune.json");
+    let removed = p["removed"].as_u64().unwrap();
+    assert!(removed > 0);
+    let e1 = p["errors"]["relative_l2_change"].as_f64().unwrap();
+    let e0 = p["errors"]["relative_l2_change_first_order"].as_f64().unwrap();
+    assert!(e1.is_finite() && e0.is_finite());
+    let kept = {
+        let f = std::fs::File::open(tmp.path().join("out/kept_rows.parquet")).unwrap();
+        parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(f).unwrap(),
+        )
+        .file_metadata()
+        .num_rows() as u64
+    };
+    assert_eq!(kept + removed, 30718);
+    // --steps 3 gets closer to the refit than one step.
+    let tmp3 = tempfile::tempdir().unwrap();
+    run(
+        "prune",
+        tmp3.path(),
+        &[
+            "--by",
+            "self_influence",
+            "--threshold",
+            "0.02",
+            "--verify",
+            "--steps",
+            "3",
+        ],
+    )
+    .success();
+    let e3 = json(tmp3.path(), "prune.json")["errors"]["relative_l2_change"]
+        .as_f64()
+        .unwrap();
+    assert!(e3 <= e1 + 1e-12, "3 steps {e3} vs 1 step {e1}");
+
+    // unlearn with a row list.
+    let rows = tmp.path().join("rows.parquet");
+    {
+        use std::sync::Arc;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "row",
+            arrow_schema::DataType::Int64,
+            false,
+        )]));
+        let b = arrow_array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow_array::Int64Array::from(vec![3, 10, 25]))],
+        )
+        .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&rows).unwrap(), schema, None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+    }
+    let tmp4 = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp4.path(),
+        &["--task", "unlearn", "--remove", rows.to_str().unwrap()],
+    )
+    .success();
+    let u = &json(tmp4.path(), "summary.json")["influence"]["unlearn"];
+    assert_eq!(u["removed"], 3);
+    assert!(u["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["predicted"].is_number()));
+}
+
+#[test]
+fn misuse_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    // loo needs every leverage: Cholesky only.
+    run("influence", tmp.path(), &["--task", "loo", "--solver", "cg"])
+        .failure()
+        .code(2);
+    run("influence", tmp.path(), &["--task", "attribute"]).failure().code(2);
+    run("influence", tmp.path(), &["--task", "unlearn"]).failure().code(2);
+    run("prune", tmp.path(), &["--by", "cooks_d"]).failure().code(2);
+    run("prune", tmp.path(), &["--by", "leverage", "--top", "3"])
+        .failure()
+        .code(2);
+    for a in [run(
+        "influence",
+        tmp.path(),
+        &["--task", "fairness", "--group-col", "no_such_col"],
+    )
+    .failure()
+    .code(2)]
+    {
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(!err.contains("panicked"));
+    }
+    assert!(!tmp.path().join("out/prune.json").exists());
+}

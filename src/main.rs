@@ -34,6 +34,25 @@ enum Command {
     Influence(InfluenceArgs),
     /// Fit, rank rows (cooks_d, cbar, self_influence, fairness), remove the top ones, predict the new fit (AFIF) and, with --verify, refit and compare.
     Prune(PruneArgs),
+    /// The main job: fit (and the path when penalised), diagnose (leverage auto), approximate leave-one-out (and ALO-CV along the path), and DIR/report.html.
+    Run(RunArgs),
+    /// Rebuild DIR/report.html from the outputs in DIR.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    diag: DiagnoseArgs,
+    #[command(flatten)]
+    afif: AfifArgs,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// An output directory of `fulcrum run` (or diagnose / influence).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -108,7 +127,7 @@ struct AfifArgs {
     lissa_batch: usize,
     /// Seed of LiSSA's row sampling.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    lissa_seed: u64,
     /// What removing a row does to a penalised fit's penalty.
     #[arg(long, value_enum, default_value = "same-lambda")]
     removal_penalty: RemovalArg,
@@ -183,8 +202,8 @@ struct DiagnoseArgs {
     #[arg(long, default_value_t = 100)]
     top_k: usize,
     /// Leverage: exact (F⁻¹ over the active set), sketch (influence sketch), randomized (relative-error), auto (exact up to 20,000 active columns, else randomized); comma-separate several (exact plus an approximation adds an accuracy block).
-    #[arg(long, default_value = "exact", value_name = "exact|sketch|randomized|auto,...")]
-    leverage: String,
+    #[arg(long, value_name = "exact|sketch|randomized|auto,...")]
+    leverage: Option<String>,
     /// Target relative error of --leverage randomized (sets its sketch sizes).
     #[arg(long, default_value_t = 0.3)]
     epsilon: f64,
@@ -201,13 +220,20 @@ struct DiagnoseArgs {
 
 impl DiagnoseArgs {
     /// The leverages asked for.
-    fn leverage(&self, fit: &fulcrum::glm::Fit) -> Result<fulcrum::report::diagnostics::Leverage, Error> {
+    /// The leverages asked for; `default` when --leverage is not given (exact for `diagnose`,
+    /// auto for `run`).
+    fn leverage(
+        &self,
+        fit: &fulcrum::glm::Fit,
+        default: &str,
+    ) -> Result<fulcrum::report::diagnostics::Leverage, Error> {
         let mut lev = fulcrum::report::diagnostics::Leverage::default();
         let randomized = fulcrum::influence::RandomizedOptions {
             epsilon: self.epsilon,
             seed: self.seed,
         };
-        for part in self.leverage.split(',').map(str::trim) {
+        let spec = self.leverage.as_deref().unwrap_or(default);
+        for part in spec.split(',').map(str::trim) {
             match part {
                 "exact" => lev.exact = true,
                 "randomized" => lev.randomized = Some(randomized),
@@ -484,14 +510,17 @@ struct Fitted {
 impl Fitted {
     /// summary.json (with the path when penalised), written atomically, and path.parquet.
     fn write_with(&self, extra_timing: &[(&str, f64)], key: &str, block: serde_json::Value) -> Result<(), Error> {
-        self.write_block(extra_timing, Some((key, block)))
+        self.write_blocks(extra_timing, vec![(key, block)])
     }
 
     fn write(&self, extra_timing: &[(&str, f64)], diagnostics: Option<serde_json::Value>) -> Result<(), Error> {
-        self.write_block(extra_timing, diagnostics.map(|d| ("diagnostics", d)))
+        self.write_blocks(
+            extra_timing,
+            diagnostics.map(|d| ("diagnostics", d)).into_iter().collect(),
+        )
     }
 
-    fn write_block(&self, extra_timing: &[(&str, f64)], block: Option<(&str, serde_json::Value)>) -> Result<(), Error> {
+    fn write_blocks(&self, extra_timing: &[(&str, f64)], blocks: Vec<(&str, serde_json::Value)>) -> Result<(), Error> {
         let mut timing = vec![("fit_total", self.fit_s)];
         timing.extend_from_slice(extra_timing);
         let mut summary = fulcrum::report::fit_summary(&self.ds, &self.fit, &self.opts, &timing);
@@ -504,7 +533,7 @@ impl Fitted {
             summary["passes"] = path.passes.into();
             fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), &self.ds.design().coef_names, path)?;
         }
-        if let Some((k, d)) = block {
+        for (k, d) in blocks {
             summary[k] = d;
         }
         write_summary(&self.out, &summary)
@@ -637,7 +666,7 @@ impl AfifArgs {
                 damping: self.lissa_damping,
                 repeats: self.lissa_repeats,
                 batch: self.lissa_batch,
-                seed: self.seed,
+                seed: self.lissa_seed,
             }),
         }
     }
@@ -983,6 +1012,70 @@ fn run_prune(a: &PruneArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn run_all(a: &RunArgs) -> Result<(), Error> {
+    let f = a.diag.fit.run()?;
+    let quiet = a.diag.fit.model.quiet;
+    let (ds, fit, out) = (&f.ds, &f.fit, &f.out);
+    let t = std::time::Instant::now();
+    let dopts = fulcrum::influence::DiagOptions {
+        observed: a.diag.observed,
+        top_k: a.diag.top_k,
+    };
+    let leverage = a.diag.leverage(fit, "auto")?;
+    let diag = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
+    let diag_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let mut infl = serde_json::json!({});
+    if fit.kept.len() <= fulcrum::report::diagnostics::AUTO_EXACT_MAX {
+        let afif = a.afif.setup(&f)?;
+        let s = fulcrum::report::influence::write_loo(&afif, &out.join("influence.parquet"))?;
+        infl = serde_json::json!({
+            "curvature": afif.inv.curvature(),
+            "removal_penalty": afif.removal,
+            "loo": s,
+        });
+        if let Some((path, _)) = &f.path {
+            let pts = fulcrum::influence::alo_path(ds, path, afif.inv.curvature(), afif.removal)?;
+            if let Some(b) = (0..pts.len())
+                .filter(|&k| pts[k].loo.deviance.is_finite())
+                .min_by(|&x, &y| pts[x].loo.deviance.total_cmp(&pts[y].loo.deviance))
+            {
+                let lim = pts[b].loo.deviance + pts[b].loo.deviance_se;
+                let se1 = pts.iter().position(|p| p.loo.deviance <= lim).unwrap_or(b);
+                infl["lambda_min_index"] = b.into();
+                infl["lambda_min"] = pts[b].lambda.into();
+                infl["lambda_1se_index"] = se1.into();
+                infl["lambda_1se"] = pts[se1].lambda.into();
+            }
+            infl["alo_cv"] = serde_json::to_value(&pts).map_err(|e| Error::Usage(e.to_string()))?;
+        }
+    } else {
+        infl["note"] = format!(
+            "leave-one-out skipped: {} active columns (more than {}), M is not factored; use `fulcrum influence --solver cg` for attribution",
+            fit.kept.len(),
+            fulcrum::report::diagnostics::AUTO_EXACT_MAX
+        )
+        .into();
+    }
+    let infl_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    f.write_blocks(
+        &[("diagnostics", diag_s), ("influence", infl_s)],
+        vec![("diagnostics", diag.clone()), ("influence", infl)],
+    )?;
+    let html = fulcrum::report::html::write_report(out)?;
+    if !quiet {
+        print!("{}", fulcrum::report::fit_text(ds, fit));
+        print!("{}", fulcrum::report::diagnostics_text(&diag));
+        eprintln!(
+            "fulcrum: report written to {} ({:.2} s)",
+            html.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Inspect(a) => {
@@ -1005,6 +1098,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Influence(a) => run_influence(&a),
+        Command::Run(a) => run_all(&a),
+        Command::Report(a) => {
+            let p = fulcrum::report::html::write_report(&a.dir)?;
+            println!("{}", p.display());
+            Ok(())
+        }
         Command::Prune(a) => run_prune(&a),
         Command::Diagnose(a) => {
             let f = a.fit.run()?;
@@ -1014,7 +1113,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 observed: a.observed,
                 top_k: a.top_k,
             };
-            let leverage = a.leverage(fit)?;
+            let leverage = a.leverage(fit, "exact")?;
             let block = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
             let diag_s = t.elapsed().as_secs_f64();
             f.write(&[("diagnostics", diag_s)], Some(block.clone()))?;

@@ -111,6 +111,8 @@ fn docs_cli_covers_every_flag() {
         vec!["diagnose", "--help"],
         vec!["influence", "--help"],
         vec!["prune", "--help"],
+        vec!["run", "--help"],
+        vec!["report", "--help"],
     ] {
         let out = Command::cargo_bin("fulcrum").unwrap().args(&cmd).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);

@@ -2,8 +2,10 @@
 //! Computes no statistics of its own: it formats what `glm` and `influence` return.
 
 pub mod diagnostics;
+pub mod html;
 pub mod influence;
 pub mod parquet;
+pub mod svg;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -183,7 +185,7 @@ pub fn fit_summary(ds: &Dataset, fit: &Fit, opts: &FitOptions, extra_timing: &[(
 }
 
 /// Format to `sig` significant digits the way R's `format` prints coefficient tables.
-fn signif(x: f64, sig: usize) -> String {
+pub(crate) fn signif(x: f64, sig: usize) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }

@@ -40,6 +40,21 @@ enum Command {
     Report(ReportArgs),
 }
 
+impl Command {
+    /// The --log-format of the command (text for `report`).
+    fn log_format(&self) -> LogFormat {
+        match self {
+            Command::Inspect(a) => a.model.log_format,
+            Command::Fit(a) => a.model.log_format,
+            Command::Diagnose(a) => a.fit.model.log_format,
+            Command::Influence(a) => a.fit.model.log_format,
+            Command::Prune(a) => a.fit.model.log_format,
+            Command::Run(a) => a.diag.fit.model.log_format,
+            Command::Report(_) => LogFormat::Text,
+        }
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -485,6 +500,9 @@ struct ModelArgs {
     /// No progress bars or messages on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Progress and errors on stderr as text (bars only on a terminal) or as JSON lines for batch jobs.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -578,36 +596,118 @@ fn write_summary(out: &std::path::Path, summary: &serde_json::Value) -> Result<(
     fulcrum::report::write_atomic(&out.join("summary.json"), text.as_bytes())
 }
 
-/// indicatif progress on stderr, drawn only when stderr is a terminal.
-struct Bar(ProgressBar);
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+enum LogFormat {
+    /// Progress bars on stderr when it is a terminal; messages as text.
+    #[default]
+    Text,
+    /// One JSON object per line on stderr: stage start/progress/finish with rows, rows/s and seconds, and errors.
+    Json,
+}
+
+/// Progress on stderr: an indicatif bar (only when stderr is a terminal), JSON lines
+/// (`--log-format json`), or nothing (`--quiet`).
+enum Bar {
+    Terminal(ProgressBar),
+    Json(std::sync::Mutex<JsonStage>),
+    Silent,
+}
+
+/// The JSON logger's current stage.
+struct JsonStage {
+    what: String,
+    total: u64,
+    done: u64,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
-        let target = if !quiet && std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        Bar(ProgressBar::with_draw_target(None, target))
+    fn with_format(quiet: bool, format: LogFormat) -> Bar {
+        if quiet {
+            return Bar::Silent;
+        }
+        match format {
+            LogFormat::Json => Bar::Json(std::sync::Mutex::new(JsonStage {
+                what: String::new(),
+                total: 0,
+                done: 0,
+                start: std::time::Instant::now(),
+                last: std::time::Instant::now(),
+            })),
+            LogFormat::Text if std::io::stderr().is_terminal() => {
+                Bar::Terminal(ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()))
+            }
+            LogFormat::Text => Bar::Silent,
+        }
     }
+}
+
+fn json_line(v: serde_json::Value) {
+    eprintln!("{v}");
 }
 
 impl Progress for Bar {
     fn start(&self, what: &str, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(0);
-        self.0.set_style(
-            ProgressStyle::with_template("{msg:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        self.0.set_message(what.to_string());
+        match self {
+            Bar::Terminal(b) => {
+                b.reset();
+                b.set_length(total);
+                b.set_position(0);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_message(what.to_string());
+            }
+            Bar::Json(m) => {
+                let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+                *st = JsonStage {
+                    what: what.to_string(),
+                    total,
+                    done: 0,
+                    start: std::time::Instant::now(),
+                    last: std::time::Instant::now(),
+                };
+                json_line(serde_json::json!({"event": "start", "stage": what, "rows": total}));
+            }
+            Bar::Silent => {}
+        }
     }
     fn advance(&self, rows: u64) {
-        self.0.inc(rows);
+        match self {
+            Bar::Terminal(b) => b.inc(rows),
+            Bar::Json(m) => {
+                let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+                st.done += rows;
+                if st.last.elapsed().as_secs_f64() >= 1.0 {
+                    st.last = std::time::Instant::now();
+                    let secs = st.start.elapsed().as_secs_f64();
+                    let rate = st.done as f64 / secs.max(1e-9);
+                    let eta = st.total.saturating_sub(st.done) as f64 / rate.max(1e-9);
+                    json_line(
+                        serde_json::json!({"event": "progress", "stage": st.what, "rows_done": st.done, "rows": st.total, "rows_per_s": rate, "eta_s": eta}),
+                    );
+                }
+            }
+            Bar::Silent => {}
+        }
     }
     fn finish(&self) {
-        self.0.finish_and_clear();
+        match self {
+            Bar::Terminal(b) => b.finish_and_clear(),
+            Bar::Json(m) => {
+                let st = m.lock().unwrap_or_else(|e| e.into_inner());
+                let secs = st.start.elapsed().as_secs_f64();
+                json_line(
+                    serde_json::json!({"event": "finish", "stage": st.what, "rows": st.done, "seconds": secs, "rows_per_s": st.done as f64 / secs.max(1e-9)}),
+                );
+            }
+            Bar::Silent => {}
+        }
     }
 }
 
@@ -637,8 +737,9 @@ impl ModelArgs {
             cache_dir: self.cache_dir.clone(),
             chunk_rows: self.chunk_rows.max(1),
         };
-        let bar = Bar::new(self.quiet);
-        let ds = fulcrum::load(&self.inputs, &self.model()?, &opts, &bar)?;
+        let bar = std::sync::Arc::new(Bar::with_format(self.quiet, self.log_format));
+        let mut ds = fulcrum::load(&self.inputs, &self.model()?, &opts, bar.as_ref())?;
+        ds.cache.set_progress(bar);
         if let fulcrum::ingest::CacheStatus::Rebuilt(reason) = &ds.status {
             if !self.quiet {
                 eprintln!(
@@ -711,7 +812,7 @@ impl AfifArgs {
             cache_dir: model.cache_dir.clone(),
             chunk_rows: model.chunk_rows.max(1),
         };
-        let test = fulcrum::load(&inputs, &m, &opts, &Bar::new(model.quiet))?;
+        let test = fulcrum::load(&inputs, &m, &opts, &Bar::with_format(model.quiet, model.log_format))?;
         Ok(Some(fulcrum::influence::map_test_rows(train, &test)?))
     }
 
@@ -1135,10 +1236,15 @@ fn main() -> ExitCode {
         }
     }));
     let cli = Cli::parse();
+    let format = cli.command.log_format();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fulcrum: error: {e}");
+            if format == LogFormat::Json {
+                json_line(serde_json::json!({"event": "error", "exit_code": e.exit_code(), "message": e.to_string()}));
+            } else {
+                eprintln!("fulcrum: error: {e}");
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -250,3 +250,57 @@ fn report_renders_in_headless_chromium() {
     // A blank 1200×2400 page compresses to a few kilobytes; tables and plots do not.
     assert!(bytes.len() > 60_000, "screenshot looks blank ({} bytes)", bytes.len());
 }
+
+#[test]
+fn json_log_format_reports_passes_and_errors_as_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("fulcrum")
+        .unwrap()
+        .args([
+            "fit",
+            &fixture("adult.parquet"),
+            "--formula",
+            ADULT,
+            "--filter",
+            "split=train",
+        ])
+        .args(["--family", "binomial", "--log-format", "json", "--cache-dir"])
+        .arg(tmp.path().join("cache"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["event"] == "start" && l["stage"] == "ingest"));
+    let passes = lines
+        .iter()
+        .filter(|l| l["event"] == "finish" && l["stage"].as_str().unwrap().starts_with("pass"))
+        .count();
+    assert!(passes >= 5, "{passes} passes logged");
+    assert!(lines
+        .iter()
+        .all(|l| l["event"] != "finish" || l["rows_per_s"].is_number()));
+    let bad = Command::cargo_bin("fulcrum")
+        .unwrap()
+        .args([
+            "fit",
+            &fixture("adult.parquet"),
+            "--formula",
+            "income_gt50k ~ agee",
+            "--log-format",
+            "json",
+        ])
+        .arg("--out")
+        .arg(tmp.path().join("out2"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let e: Value = serde_json::from_str(String::from_utf8_lossy(&bad.stderr).lines().last().unwrap()).unwrap();
+    assert_eq!(e["event"], "error");
+    assert_eq!(e["exit_code"], 2);
+    assert!(e["message"].as_str().unwrap().contains("agee"));
+}

@@ -399,20 +399,23 @@ fn path_plots(dir: &Path, summary: &Value) -> Result<Option<String>> {
         let lmin = lambdas.iter().copied().fold(f64::INFINITY, f64::min);
         let lmax = lambdas.iter().copied().fold(0.0, f64::max);
         let mut pl = Plot::new(640.0, 320.0, Axis::log10(lmin, lmax), Axis::linear(lo, hi));
-        for (_, n) in &names {
+        for (rank, (_, n)) in names.iter().enumerate() {
             let mut v = vec![0.0; lambdas.len()];
             for &(k, e) in &series[n] {
                 v[k] = e;
             }
             let pts: Vec<(f64, f64)> = lambdas.iter().copied().zip(v).collect();
             pl.line(&pts, "path");
-            if let Some(&(k, e)) = series[n].iter().find(|x| x.0 == last) {
-                pl.label(lambdas[k], e, 2.0, 3.0, n);
+            // Labels for the 8 largest only (more overlap).
+            if rank < 8 {
+                if let Some(&(k, e)) = series[n].iter().find(|x| x.0 == last) {
+                    pl.label(lambdas[k], e, 2.0, 3.0, n);
+                }
             }
         }
         let _ = write!(
             out,
-            "<figure>{}<figcaption>Coefficient paths (original scale; the 25 largest at the smallest λ).</figcaption></figure>",
+            "<figure>{}<figcaption>Coefficient paths (original scale; the 25 largest at the smallest λ, the 8 largest labelled).</figcaption></figure>",
             pl.finish("λ (log scale)", "coefficient", "lambda path")
         );
     }

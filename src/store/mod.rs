@@ -288,6 +288,10 @@ pub struct ChunkCache {
     /// Prior weights replacing the stored ones, for the chunks that have any (see
     /// [`ChunkCache::reweighted`]); empty for the cache as built.
     weights: Arc<Vec<Option<Vec<f64>>>>,
+    /// Where passes report their progress (rows), if anywhere.
+    progress: Option<Arc<dyn crate::progress::Progress + Send>>,
+    /// Passes run so far over this cache (for progress labels).
+    passes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -414,6 +418,8 @@ impl ChunkCache {
             chunks: Arc::new(chunks),
             release_pages: total > RESIDENT_CACHE_BYTES,
             weights: Arc::new(Vec::new()),
+            progress: None,
+            passes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -430,6 +436,36 @@ impl ChunkCache {
     /// Number of chunks.
     pub fn n_chunks(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// Report every later pass's progress (rows done, as `pass N`) to `p`.
+    pub fn set_progress(&mut self, p: Arc<dyn crate::progress::Progress + Send>) {
+        self.progress = Some(p);
+    }
+
+    /// Passes run over this cache so far.
+    pub fn passes(&self) -> usize {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Start a pass: count it and announce it to the progress sink.
+    fn begin_pass(&self) {
+        let k = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Some(p) = &self.progress {
+            p.start(&format!("pass {k}"), self.manifest.counts.n_obs);
+        }
+    }
+
+    fn chunk_done(&self, rows: usize) {
+        if let Some(p) = &self.progress {
+            p.advance(rows as u64);
+        }
+    }
+
+    fn end_pass(&self) {
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
     }
 
     /// Zero-copy view of chunk `i`.
@@ -472,6 +508,8 @@ impl ChunkCache {
                 chunks: Arc::clone(&self.chunks),
                 release_pages: self.release_pages,
                 weights: Arc::new(weights),
+                progress: self.progress.clone(),
+                passes: Arc::clone(&self.passes),
             },
             changed,
         )
@@ -519,30 +557,41 @@ impl ChunkCache {
     {
         let n = self.chunks.len();
         let g = groups.clamp(1, n.max(1));
+        self.begin_pass();
         let parts: Vec<A> = (0..g)
             .into_par_iter()
             .map(|k| {
                 let (a, b) = (k * n / g, (k + 1) * n / g);
                 (a..b).fold(init(), |acc, i| {
-                    let acc = fold(acc, self.view(i));
+                    let v = self.view(i);
+                    let rows = v.n;
+                    let acc = fold(acc, v);
                     self.release(i);
+                    self.chunk_done(rows);
                     acc
                 })
             })
             .collect();
+        self.end_pass();
         parts.into_iter().reduce(merge).unwrap_or_else(init)
     }
 
     /// Map every chunk to a value, in parallel, returning the values in chunk order.
     pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
-        (0..self.chunks.len())
+        self.begin_pass();
+        let out = (0..self.chunks.len())
             .into_par_iter()
             .map(|i| {
-                let out = f(i, self.view(i));
+                let v = self.view(i);
+                let rows = v.n;
+                let out = f(i, v);
                 self.release(i);
+                self.chunk_done(rows);
                 out
             })
-            .collect()
+            .collect();
+        self.end_pass();
+        out
     }
 }
 

@@ -910,6 +910,15 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
     if f.fit.penalty != fulcrum::glm::Penalty::None {
         block["note"] = "penalised fit: influence on the active set, with the ridge part (and the group-lasso curvature) of the penalty in M".into();
     }
+    if !afif.inv.aliased.is_empty() {
+        let names = &f.ds.design().coef_names;
+        block["curvature_aliased"] = serde_json::json!(afif
+            .inv
+            .aliased
+            .iter()
+            .map(|&k| names[f.fit.kept[k]].clone())
+            .collect::<Vec<_>>());
+    }
     match a.task {
         TaskArg::Loo => {
             let s = ri::write_loo(&afif, &out.join("influence.parquet"))?;

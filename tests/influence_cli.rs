@@ -255,3 +255,51 @@ fn misuse_is_a_usage_error() {
     assert!(!err.contains("panicked") && err.contains("no_such_col"), "{err}");
     assert!(!tmp.path().join("out/prune.json").exists());
 }
+
+#[test]
+fn penalised_unlearning_a_whole_level_drops_its_column() {
+    // The nine training rows with occupation = Armed-Forces: without them the column is
+    // constant, leaves the refit (as in glmnet), and the prediction says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = tmp.path().join("rows.parquet");
+    {
+        use std::sync::Arc;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "row",
+            arrow_schema::DataType::Int64,
+            false,
+        )]));
+        let ids = vec![442i64, 1300, 14613, 16111, 18034, 18644, 18769, 25799, 32316];
+        let b = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::Int64Array::from(ids))])
+            .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&rows).unwrap(), schema, None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+    }
+    let tmp2 = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp2.path(),
+        &[
+            "--penalty",
+            "lasso",
+            "--lambda",
+            "0.0004",
+            "--task",
+            "unlearn",
+            "--steps",
+            "3",
+            "--remove",
+            rows.to_str().unwrap(),
+        ],
+    )
+    .success();
+    let u = &json(tmp2.path(), "summary.json")["influence"]["unlearn"];
+    let af = u["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "occupation[Armed-Forces]")
+        .unwrap();
+    assert_eq!(af["predicted"], 0.0);
+}

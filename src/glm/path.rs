@@ -28,7 +28,7 @@ use faer::Mat;
 
 use super::irls::{
     irls_pass, null_deviance_with_offset, prepare, Eval, Fit, FitOptions, NullModel, PassStats, Penalty, PenaltyBlock,
-    Rhs,
+    Rhs, Standardization,
 };
 use crate::error::{Error, Result};
 use crate::glm::irls::response;
@@ -851,6 +851,14 @@ pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], 
         _ => f64::NAN,
     };
     let mut beta = start.to_vec();
+    // Columns constant on these rows (e.g. a word only the removed rows contain) leave the
+    // problem, as in a glmnet refit: their coefficient is 0.
+    let first = prob.intercept as usize;
+    for (b, &sc) in beta.iter_mut().zip(&prob.scale).skip(first) {
+        if sc == 0.0 {
+            *b = 0.0;
+        }
+    }
     let mut want: Vec<usize> = prob.base.clone();
     want.extend((0..p).filter(|&j| beta[j] != 0.0));
     want.sort_unstable();
@@ -997,6 +1005,37 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
     } else {
         f64::NAN
     };
+    // How the penalty gradient scales with each column's s_j (for influence under the
+    // re-standardisation a refit performs).
+    let standardization = (o.standardize && o.penalty == PathPenalty::ElasticNet).then(|| {
+        let n = path.sum_weights;
+        let mut st = Standardization {
+            l1: vec![0.0; m],
+            ridge: vec![0.0; m],
+            mean: vec![0.0; m],
+            scale: vec![0.0; m],
+            n,
+            centered: design.layout.intercept,
+        };
+        for (k, &j) in kept.iter().enumerate() {
+            if design.layout.intercept && j == 0 {
+                continue;
+            }
+            let (f, s) = (path.penalty_factor[j], path.scale[j]);
+            st.mean[k] = path.center[j];
+            st.scale[k] = s;
+            st.l1[k] = n * pt.lambda * o.alpha * f * s * beta[j].signum();
+            st.ridge[k] = n * pt.lambda * (1.0 - o.alpha) * f * s * s * beta[j] / path.ridge_scale;
+        }
+        st
+    });
+    let penalty_kink: Vec<bool> = if o.penalty == PathPenalty::ElasticNet && o.alpha > 0.0 {
+        kept.iter()
+            .map(|&j| !(design.layout.intercept && j == 0) && path.penalty_factor[j] > 0.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let penalty = match o.penalty {
         PathPenalty::ElasticNet => Penalty::ElasticNet {
             lambda: pt.lambda,
@@ -1033,6 +1072,8 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         information,
         penalty_curvature,
         penalty_blocks,
+        standardization,
+        penalty_kink,
         sum_weights: path.sum_weights,
         timing,
     })

@@ -56,8 +56,13 @@ pub struct Afif<'a> {
     pub removal: Removal,
     /// ḡ over the kept columns (zeros when not needed).
     pub gbar: Vec<f64>,
-    /// M⁻¹ḡ.
+    /// c′: the removal term per unit prior weight of a row that is zero in every column
+    /// (ḡ, or with re-standardisation the s_j-scaled penalty terms; kept order).
+    cunit: Vec<f64>,
+    /// M⁻¹c′.
     u0: Vec<f64>,
+    /// The fit's standardisation, when removal re-standardises (same λ, standardised fit).
+    restd: Option<crate::glm::Standardization>,
     /// M⁻¹ (dense, Cholesky only): per-row leverages.
     minv: Option<Vec<f64>>,
     /// Reports of the solves done so far.
@@ -76,8 +81,10 @@ struct Terms {
     q: Vec<f64>,
     /// xᵢᵀu for the functional's u (0 without).
     xu: Vec<f64>,
-    /// xᵢᵀu₀.
-    xu0: Vec<f64>,
+    /// xᵢᵀM⁻¹cᵢ: the removal term of row i through M⁻¹ (NaN without a factorization).
+    corr: Vec<f64>,
+    /// uᵀcᵢ for the functional's u.
+    cu: Vec<f64>,
 }
 
 impl<'a> Afif<'a> {
@@ -94,7 +101,9 @@ impl<'a> Afif<'a> {
             inv,
             removal,
             gbar: vec![0.0; m],
+            cunit: vec![0.0; m],
             u0: vec![0.0; m],
+            restd: None,
             minv,
             solves: Vec::new(),
         };
@@ -102,11 +111,37 @@ impl<'a> Afif<'a> {
             let g = me.score_sum(|_| true);
             let n = fit.sum_weights;
             me.gbar = g.iter().map(|x| x / n).collect();
-            let (u0, rep) = me.inv.solve(&me.gbar)?;
+            me.cunit = me.gbar.clone();
+            // A refit on standardised columns re-standardises: each penalised column's
+            // penalty moves with its s_j. Per unit weight for a row that is 0 in the column
+            // (exact for the typical weight N/n); rows' own non-zeros are handled per row.
+            if let Some(st) = &fit.standardization {
+                let h = n / fit.n_obs.max(1) as f64;
+                for k in 0..m {
+                    if st.l1[k] != 0.0 || st.ridge[k] != 0.0 {
+                        me.cunit[k] = st.removal_term(k, h, st.ratio(k, h, 0.0, 0.0)) / h;
+                    }
+                }
+                me.restd = Some(st.clone());
+            }
+            let (u0, rep) = me.inv.solve(&me.cunit)?;
             me.u0 = u0;
             me.solves.push(rep);
         }
         Ok(me)
+    }
+
+    /// The removal term cᵢ minus aᵢc′ on row i's own non-zero penalised columns: (position,
+    /// δ) pairs; empty without re-standardisation.
+    fn row_delta(&self, e: &[(usize, f64)], a: f64, out: &mut Vec<(usize, f64)>) {
+        out.clear();
+        let Some(st) = &self.restd else { return };
+        for &(l, x) in e {
+            if x != 0.0 && (st.l1[l] != 0.0 || st.ridge[l] != 0.0) {
+                let c = st.removal_term(l, a, st.ratio(l, a, a * x, a * x * x));
+                out.push((l, c - a * self.cunit[l]));
+            }
+        }
     }
 
     /// Whether per-row leverages (and the Newton correction) are available.
@@ -172,10 +207,11 @@ impl<'a> Afif<'a> {
         )
     }
 
-    fn terms(&self, v: &ChunkView, u_full: Option<&[f64]>, u0_full: &[f64]) -> Terms {
+    fn terms(&self, v: &ChunkView, u: Option<&[f64]>, u0_full: &[f64]) -> Terms {
         let (ds, fit, curv) = (self.ds, self.fit, self.inv.curvature());
         let layout = &ds.design().layout;
         let n = v.n;
+        let m = fit.kept.len();
         crate::linalg::clear_upper_simd_state();
         let mut eta = Vec::new();
         eta_mu(v, fit, ds, &mut eta);
@@ -187,7 +223,8 @@ impl<'a> Afif<'a> {
             m: vec![0.0; n],
             q: vec![f64::NAN; n],
             xu: vec![0.0; n],
-            xu0: vec![0.0; n],
+            corr: vec![0.0; n],
+            cu: vec![0.0; n],
             eta,
         };
         for i in 0..n {
@@ -199,15 +236,43 @@ impl<'a> Afif<'a> {
             t.d1[i] = d1;
             t.m[i] = m;
         }
+        let kept = ColumnSubset::new(layout.p, &fit.kept);
         if let Some(minv) = &self.minv {
-            let kept = ColumnSubset::new(layout.p, &fit.kept);
             row_quad_forms(v, layout, &kept, minv, &mut t.q);
         }
-        if let Some(u) = u_full {
-            x_beta(v, layout, u, &mut t.xu);
+        if let Some(u) = u {
+            x_beta(v, layout, &self.full(u), &mut t.xu);
         }
+        let mut xu0 = vec![0.0; n];
         if self.u0.iter().any(|x| *x != 0.0) {
-            x_beta(v, layout, u0_full, &mut t.xu0);
+            x_beta(v, layout, u0_full, &mut xu0);
+        }
+        let cu0: f64 = u.map_or(0.0, |u| self.cunit.iter().zip(u).map(|(a, b)| a * b).sum());
+        for (i, &x0) in xu0.iter().enumerate() {
+            t.corr[i] = t.a[i] * x0;
+            t.cu[i] = t.a[i] * cu0;
+        }
+        if self.restd.is_some() {
+            let rows = crate::linalg::RowEntries::new(v, layout, &kept);
+            let (mut e, mut d) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                if t.a[i] == 0.0 {
+                    continue;
+                }
+                rows.fill(i, &mut e);
+                self.row_delta(&e, t.a[i], &mut d);
+                for &(l, dl) in &d {
+                    if let Some(minv) = &self.minv {
+                        // (M⁻¹xᵢ)_l
+                        let col = &minv[l * m..(l + 1) * m];
+                        let mx: f64 = e.iter().map(|&(k, x)| col[k] * x).sum();
+                        t.corr[i] += mx * dl;
+                    }
+                    if let Some(u) = u {
+                        t.cu[i] += u[l] * dl;
+                    }
+                }
+            }
         }
         t
     }
@@ -223,6 +288,7 @@ impl<'a> Afif<'a> {
         let fit = self.fit;
         let family = fit.family;
         let u0f = self.full(&self.u0);
+        let kinks = fit.penalty_kink.iter().any(|&k| k);
         let nc = self.ds.cache.n_chunks();
         let mut s = LooSummary {
             curvature: Some(self.inv.curvature()),
@@ -255,7 +321,12 @@ impl<'a> Afif<'a> {
                             } else if h >= HAT_ONE {
                                 (f64::NAN, f64::NAN)
                             } else {
-                                let le = t.eta[i] + (t.d1[i] * t.q[i] - t.a[i] * t.xu0[i]) / (1.0 - h);
+                                let mut le = t.eta[i] + (t.d1[i] * t.q[i] - t.corr[i]) / (1.0 - h);
+                                if kinks {
+                                    if let Some(x) = self.active_set_step(&v, i, &t, &u0f) {
+                                        le = t.eta[i] + x;
+                                    }
+                                }
                                 let mu = fit.link.inverse(le);
                                 (le, t.a[i] * family.unit_deviance(t.y[i], mu) / 2.0)
                             };
@@ -314,6 +385,73 @@ impl<'a> Afif<'a> {
         Ok(s)
     }
 
+    /// The proximal (active-set) version of row i's leave-one-out step for L1-type penalties:
+    /// the Newton step Δ = M′⁻¹(xᵢℓ′ᵢ − cᵢ) in full (O(m·nnzᵢ)), and when it would carry a
+    /// penalised coefficient through zero, that coefficient is set to 0 instead (it leaves
+    /// the active set, as in the refit) and the others re-solved: Δ ← Δ + K_{·D}K_{DD}⁻¹(−β_D − Δ_D)
+    /// with K = M′⁻¹, up to three rounds. Returns xᵢᵀΔ when a coefficient left, else None (the
+    /// closed form already holds).
+    fn active_set_step(&self, v: &ChunkView, i: usize, t: &Terms, _u0f: &[f64]) -> Option<f64> {
+        let minv = self.minv.as_ref()?;
+        let fit = self.fit;
+        let layout = &self.ds.design().layout;
+        let m = fit.kept.len();
+        let kept = ColumnSubset::new(layout.p, &fit.kept);
+        let rows = crate::linalg::RowEntries::new(v, layout, &kept);
+        let mut e = Vec::new();
+        rows.fill(i, &mut e);
+        let h = t.m[i] * t.q[i];
+        // w = M⁻¹xᵢ, z = M⁻¹(xᵢℓ′ − cᵢ).
+        let mut w = vec![0.0; m];
+        for &(l, x) in &e {
+            let col = &minv[l * m..(l + 1) * m];
+            for (wk, c) in w.iter_mut().zip(col) {
+                *wk += c * x;
+            }
+        }
+        let mut z: Vec<f64> = (0..m).map(|k| t.d1[i] * w[k] - t.a[i] * self.u0[k]).collect();
+        let mut d = Vec::new();
+        self.row_delta(&e, t.a[i], &mut d);
+        for &(l, dl) in &d {
+            let col = &minv[l * m..(l + 1) * m];
+            for (zk, c) in z.iter_mut().zip(col) {
+                *zk -= c * dl;
+            }
+        }
+        let xz: f64 = e.iter().map(|&(l, x)| x * z[l]).sum();
+        let s = t.m[i] * xz / (1.0 - h);
+        let delta0: Vec<f64> = (0..m).map(|k| z[k] + w[k] * s).collect();
+        let beta = |k: usize| fit.beta[fit.kept[k]];
+        let crosses = |k: usize, dk: f64| fit.penalty_kink[k] && beta(k) != 0.0 && (beta(k) + dk) * beta(k) < 0.0;
+        let mut set: Vec<usize> = (0..m).filter(|&k| crosses(k, delta0[k])).collect();
+        if set.is_empty() {
+            return None;
+        }
+        let kcol = |k: usize, r: usize| minv[k * m + r] + t.m[i] * w[k] * w[r] / (1.0 - h);
+        let mut delta = delta0.clone();
+        for _ in 0..3 {
+            let nd = set.len();
+            let kdd = faer::Mat::from_fn(nd, nd, |a, b| kcol(set[a], set[b]));
+            let rhs = faer::Mat::from_fn(nd, 1, |a, _| -beta(set[a]) - delta0[set[a]]);
+            let sol = match kdd.llt(faer::Side::Lower) {
+                Ok(f) => {
+                    use faer::linalg::solvers::Solve;
+                    f.solve(&rhs)
+                }
+                Err(_) => return None,
+            };
+            for (k, dk) in delta.iter_mut().enumerate() {
+                *dk = delta0[k] + (0..nd).map(|a| kcol(set[a], k) * sol[(a, 0)]).sum::<f64>();
+            }
+            let more: Vec<usize> = (0..m).filter(|&k| !set.contains(&k) && crosses(k, delta[k])).collect();
+            if more.is_empty() {
+                break;
+            }
+            set.extend(more);
+        }
+        Some(e.iter().map(|&(l, x)| x * delta[l]).sum())
+    }
+
     /// Solve u = M⁻¹v with the configured solver (recorded in `solves`).
     pub fn solve(&mut self, v: &[f64]) -> Result<Vec<f64>> {
         let (u, rep) = self.inv.solve(v)?;
@@ -330,9 +468,7 @@ impl<'a> Afif<'a> {
         u: &[f64],
         mut sink: impl FnMut(&[u64], Vec<f64>, Option<Vec<f64>>) -> Result<()>,
     ) -> Result<()> {
-        let uf = self.full(u);
         let u0f = self.full(&self.u0);
-        let gu: f64 = self.gbar.iter().zip(u).map(|(a, b)| a * b).sum();
         let nc = self.ds.cache.n_chunks();
         let window = rayon::current_num_threads().max(1) * 4;
         let mut start = 0;
@@ -344,8 +480,8 @@ impl<'a> Afif<'a> {
                     .into_par_iter()
                     .map(|ci| {
                         let v = self.ds.cache.view(ci);
-                        let t = self.terms(&v, Some(&uf), &u0f);
-                        let first: Vec<f64> = (0..v.n).map(|i| t.d1[i] * t.xu[i] - t.a[i] * gu).collect();
+                        let t = self.terms(&v, Some(u), &u0f);
+                        let first: Vec<f64> = (0..v.n).map(|i| t.d1[i] * t.xu[i] - t.cu[i]).collect();
                         let newton = self.minv.as_ref().map(|_| {
                             (0..v.n)
                                 .map(|i| {
@@ -421,7 +557,7 @@ impl<'a> Afif<'a> {
             }
         }
         let gu: Vec<f64> = (0..t_n)
-            .map(|t| (0..m).map(|l| self.gbar[l] * ut[l * t_n + t]).sum())
+            .map(|t| (0..m).map(|l| self.cunit[l] * ut[l * t_n + t]).sum())
             .collect();
         let (ds, fit) = (self.ds, self.fit);
         let layout = &ds.design().layout;
@@ -432,8 +568,9 @@ impl<'a> Afif<'a> {
             |mut heaps, v| {
                 let t = self.terms(&v, None, &u0f);
                 let rows_e = crate::linalg::RowEntries::new(&v, layout, &kept);
-                let mut e = Vec::new();
+                let (mut e, mut d) = (Vec::new(), Vec::new());
                 let mut s = vec![0.0; t_n];
+                let mut sd = vec![0.0; t_n];
                 for i in 0..v.n {
                     if t.a[i] == 0.0 {
                         continue;
@@ -446,8 +583,17 @@ impl<'a> Afif<'a> {
                             *sv += x * uv;
                         }
                     }
+                    // The row's own re-standardisation terms (none without it).
+                    self.row_delta(&e, t.a[i], &mut d);
+                    sd.fill(0.0);
+                    for &(l, dl) in &d {
+                        let row = &ut[l * t_n..(l + 1) * t_n];
+                        for (sv, &uv) in sd.iter_mut().zip(row) {
+                            *sv += dl * uv;
+                        }
+                    }
                     for (tt, h) in heaps.iter_mut().enumerate() {
-                        let val = t.d1[i] * s[tt] - t.a[i] * gu[tt];
+                        let val = t.d1[i] * s[tt] - t.a[i] * gu[tt] - sd[tt];
                         push_top(h, k, Top(val.abs(), v.row_id[i], val));
                     }
                 }
@@ -561,7 +707,43 @@ impl<'a> Afif<'a> {
     pub fn removal_first_order(&mut self, remove: impl Fn(u64) -> bool + Sync + Copy) -> Result<Vec<f64>> {
         let g = self.score_sum(remove);
         let a_s = self.weight_sum(remove);
-        let rhs: Vec<f64> = g.iter().zip(&self.gbar).map(|(x, gb)| x - a_s * gb).collect();
+        let mut c: Vec<f64> = self.gbar.iter().map(|gb| a_s * gb).collect();
+        if let Some(st) = self.restd.clone() {
+            // Σ_S a x and Σ_S a x² over the kept columns: the removed rows' share of each
+            // column's moments, hence its new s_j.
+            let (ds, fit) = (self.ds, self.fit);
+            let layout = &ds.design().layout;
+            let p = layout.p;
+            let (sx, sxx) = ds.cache.par_fold(
+                || (vec![0.0; p], vec![0.0; p]),
+                |(mut sx, mut sxx), v| {
+                    let w: Vec<f64> = (0..v.n)
+                        .map(|i| if remove(v.row_id[i]) { response(&v, i).1 } else { 0.0 })
+                        .collect();
+                    if w.iter().any(|x| *x != 0.0) {
+                        let ones = vec![1.0; v.n];
+                        xt_v(&v, layout, &ones, Some(&w), &mut sx);
+                        crate::linalg::xt_sq(&v, layout, &w, &mut sxx);
+                    }
+                    (sx, sxx)
+                },
+                |mut a, b| {
+                    for (x, y) in a.0.iter_mut().zip(&b.0) {
+                        *x += y;
+                    }
+                    for (x, y) in a.1.iter_mut().zip(&b.1) {
+                        *x += y;
+                    }
+                    a
+                },
+            );
+            for (k, &j) in fit.kept.iter().enumerate() {
+                if st.l1[k] != 0.0 || st.ridge[k] != 0.0 {
+                    c[k] = st.removal_term(k, a_s, st.ratio(k, a_s, sx[j], sxx[j]));
+                }
+            }
+        }
+        let rhs: Vec<f64> = g.iter().zip(&c).map(|(x, ck)| x - ck).collect();
         self.solve(&rhs)
     }
 }

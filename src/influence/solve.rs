@@ -136,6 +136,9 @@ pub struct InverseCurvature<'a> {
     solver: Solver,
     kept: ColumnSubset,
     factor: Option<GramFactor>,
+    /// Positions (in the fit's kept columns) left out of the Cholesky as linearly dependent on
+    /// the others; their solution entries are 0.
+    pub aliased: Vec<usize>,
     /// Total passes spent so far (setup included).
     pub passes: usize,
 }
@@ -152,6 +155,7 @@ impl<'a> InverseCurvature<'a> {
             solver,
             kept,
             factor: None,
+            aliased: Vec::new(),
             passes: 0,
         };
         if solver == Solver::Cholesky {
@@ -159,16 +163,19 @@ impl<'a> InverseCurvature<'a> {
             me.passes += passes;
             let m = fit.kept.len();
             let all: Vec<usize> = (0..m).collect();
-            let f = GramFactor::new(&g, m, &all, &vec![0.0; m], ALIAS_TOL)?;
-            if f.kept.len() != m {
-                return Err(Error::Numerical(format!(
-                    "the {} curvature at the fitted values is singular on the fitted columns",
+            // Columns that are linear combinations of others on the fitted rows (a lasso can
+            // keep two identical bag-of-words columns) are dropped from the solve: leverages
+            // and every η-scale answer only depend on the column space; their Δβ is 0.
+            let f = GramFactor::new(&g, m, &all, &vec![0.0; m], ALIAS_TOL).map_err(|e| {
+                Error::Numerical(format!(
+                    "the {} curvature at the fitted values cannot be factored: {e}",
                     match curvature {
                         Curvature::Fisher => "Fisher",
-                        Curvature::Hessian => "Hessian",
+                        Curvature::Hessian => "Hessian (try --curvature fisher)",
                     }
-                )));
-            }
+                ))
+            })?;
+            me.aliased = f.aliased.clone();
             me.factor = Some(f);
         }
         Ok(me)
@@ -199,9 +206,9 @@ impl<'a> InverseCurvature<'a> {
         let inv = f.inverse();
         let m = self.fit.kept.len();
         let mut out = vec![0.0; m * m];
-        for b in 0..m {
-            for a in 0..m {
-                out[b * m + a] = inv[(a, b)];
+        for (b, &jb) in f.kept.iter().enumerate() {
+            for (a, &ja) in f.kept.iter().enumerate() {
+                out[jb * m + ja] = inv[(a, b)];
             }
         }
         Some(out)
@@ -224,9 +231,12 @@ impl<'a> InverseCurvature<'a> {
         match self.solver {
             Solver::Cholesky => {
                 let f = self.factor.as_ref().expect("factored in new");
-                let all: Vec<f64> = v.to_vec();
+                let mut x = vec![0.0; m];
+                for (k, val) in f.kept.iter().zip(f.solve(v)) {
+                    x[*k] = val;
+                }
                 Ok((
-                    f.solve(&all),
+                    x,
                     SolveReport {
                         solver: "cholesky",
                         relative_residual: f64::NAN,

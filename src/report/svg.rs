@@ -59,11 +59,11 @@ impl Axis {
         let span = self.hi - self.lo;
         let raw = span / n as f64;
         let mag = 10f64.powf(raw.log10().floor());
-        let step = [1.0, 2.0, 5.0, 10.0]
+        let step = [1.0, 2.0, 5.0, 10.0, 20.0]
             .iter()
             .map(|m| m * mag)
-            .find(|s| *s >= raw)
-            .unwrap_or(10.0 * mag);
+            .find(|s| span / s <= n as f64 + 1.0)
+            .unwrap_or(20.0 * mag);
         let mut v = (self.lo / step).ceil() * step;
         let mut out = Vec::new();
         while v <= self.hi + 1e-12 * span {

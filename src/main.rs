@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Read the inputs into the chunk cache and describe the design: rows, blocks, levels, names.
     Inspect(InspectArgs),
-    /// Fit a GLM by IRLS (optionally ridge-penalised) and write DIR/summary.json.
+    /// Fit a GLM by IRLS (optionally ridge-penalised), or a lasso / elastic-net / group-lasso path, and write DIR/summary.json.
     Fit(FitArgs),
     /// Fit, then score every row: leverage, residuals, Cook's distance, C-bar, DFFITS (DIR/diagnostics.parquet), DFBETAS of the top rows (DIR/dfbetas.parquet).
     Diagnose(DiagnoseArgs),
@@ -1123,6 +1123,17 @@ fn run_prune(a: &PruneArgs) -> Result<(), Error> {
 }
 
 fn run_all(a: &RunArgs) -> Result<(), Error> {
+    // Checked before anything is written: `run`'s leave-one-out needs every leverage.
+    if a.afif.solver != SolverArg::Cholesky {
+        return Err(Error::Usage(
+            "run computes every row's leave-one-out, which needs --solver cholesky (the default); use `fulcrum influence` for cg or lissa".into(),
+        ));
+    }
+    if !a.afif.test.is_empty() || !a.afif.test_filter.is_empty() || a.afif.group_col.is_some() {
+        return Err(Error::Usage(
+            "run does not use --test, --test-filter or --group-col; use `fulcrum influence --task attribute|fairness` or `fulcrum prune`".into(),
+        ));
+    }
     let f = a.diag.fit.run()?;
     let quiet = a.diag.fit.model.quiet;
     let (ds, fit, out) = (&f.ds, &f.fit, &f.out);

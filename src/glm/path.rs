@@ -45,6 +45,10 @@ pub const MNLAM: usize = 5;
 /// rule keeps every column when λ falls by more than half between two values.
 pub const WORKING_SET_STEP: usize = 1000;
 
+/// A single `--lambda` is reached from λ_max by warm starts at λ_max·r^k with this r (as on a
+/// path: small steps keep the strong rule tight and each coordinate-descent problem easy).
+pub const WARM_RATIO: f64 = 0.8;
+
 /// Which penalty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -658,7 +662,18 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             if !(l > 0.0 && l.is_finite()) {
                 return Err(Error::Usage(format!("--lambda must be positive, got {l}")));
             }
-            vec![l]
+            // Warm starts down to λ (steps of WARM_RATIO from λ_max; only the last point is reported):
+            // far below λ_max a cold start hands coordinate descent an ill-conditioned
+            // problem with many columns at once (glmnet's docs advise a sequence for the same
+            // reason). The solution at λ is the same; intermediate fits only cost passes.
+            let mut v = Vec::new();
+            let mut x = lambda_max * WARM_RATIO;
+            while x > l {
+                v.push(x);
+                x *= WARM_RATIO;
+            }
+            v.push(l);
+            v
         }
         None => {
             if opts.nlambda < 1 {
@@ -792,6 +807,9 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 break;
             }
         }
+    }
+    if opts.lambda.is_some() && points.len() > 1 {
+        points.drain(..points.len() - 1);
     }
     let timing = vec![
         ("path_setup".to_string(), t_setup),

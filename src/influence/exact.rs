@@ -19,7 +19,7 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use crate::chunk::ChunkView;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::glm::irls::response;
 use crate::glm::Fit;
 use crate::ingest::Dataset;
@@ -286,22 +286,20 @@ pub fn diagnose(
     let m = fit.kept.len();
     let zero = vec![0.0; m];
     let all: Vec<usize> = (0..m).collect();
+    // Columns linearly dependent on others on the fitted rows (a lasso can keep identical
+    // bag-of-words columns) are left out: hat values depend only on the column space.
     let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
-    if factor.kept.len() != m {
-        return Err(Error::Numerical(
-            "the information matrix at the fitted values is singular on the fitted columns".into(),
-        ));
-    }
     g.clear();
     let minv = factor.inverse();
     let mut mfull = vec![0.0; m * m];
-    for b in 0..m {
-        for a in 0..m {
-            mfull[b * m + a] = minv[(a, b)];
+    for (b, &jb) in factor.kept.iter().enumerate() {
+        for (a, &ja) in factor.kept.iter().enumerate() {
+            mfull[jb * m + ja] = minv[(a, b)];
         }
     }
+    let n_aliased = m - factor.kept.len();
     let phi = fit.dispersion;
-    let rank = fit.rank as f64;
+    let rank = (fit.rank - n_aliased) as f64;
     let n = fit.n_obs as f64;
     let family = fit.family;
     let link = fit.link;
@@ -411,7 +409,16 @@ pub fn diagnose(
         .map(|(r, &id)| (id, r))
         .collect();
     let mut values = vec![vec![0.0; m]; wanted.len()];
-    let bse: Vec<f64> = (0..m).map(|c| (minv[(c, c)] * phi).sqrt()).collect();
+    let bse: Vec<f64> = (0..m)
+        .map(|c| {
+            let v = mfull[c * m + c];
+            if v > 0.0 {
+                (v * phi).sqrt()
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
     // Second pass: only the wanted rows' x_i are read; their scales came from the first pass.
     let found: Vec<Vec<(usize, Vec<f64>)>> = ds.cache.par_map(|_, v| {
         if !v.row_id.iter().any(|r| wanted.contains_key(r)) {
@@ -435,8 +442,13 @@ pub fn diagnose(
     let top_list: Vec<TopRow> = top.iter().take(10).map(|b| b.0).collect();
     let mut notes = vec![format!(
         "cooks_d uses p = rank = {} (R); statsmodels divides by the number of columns ({})",
-        fit.rank, p
+        rank, p
     )];
+    if n_aliased > 0 {
+        notes.push(format!(
+            "{n_aliased} active column(s) are linear combinations of others on the fitted rows and were left out of F (their DFBETAS are NaN)"
+        ));
+    }
     if fit.penalty != crate::glm::Penalty::None {
         notes.push("penalised fit: diagnostics use the active (non-zero) coefficients and include the ridge part of the penalty in F".into());
     }

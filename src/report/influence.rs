@@ -324,6 +324,7 @@ pub fn unlearn_block(
         let d_act = diff(&a.beta, &fit.beta);
         let denom = l2(&d_act);
         block["deviance_actual"] = a.deviance.into();
+        block["refit_warnings"] = js(&a.warnings);
         block["refit_converged"] = a.converged.into();
         block["refit_steps"] = a.steps.into();
         block["timing_s"]["refit"] = (*secs).into();
@@ -389,7 +390,9 @@ pub fn write_kept_rows(ds: &Dataset, removed: &[u64], file: &Path) -> Result<u64
         set.read_row_group(task, &cols, 65_536, |batch, r0| {
             let w = match &mut writer {
                 Some(w) => w,
-                None => writer.insert(TableWriter::create(file, batch.schema())?),
+                // The inputs' own schema, metadata included (a sparse column's declared width
+                // lives there), so the kept rows read back exactly like the inputs.
+                None => writer.insert(TableWriter::create(file, set.schema.clone())?),
             };
             let n = batch.num_rows();
             let mut i = 0;

@@ -304,3 +304,47 @@ fn json_log_format_reports_passes_and_errors_as_json_lines() {
     assert_eq!(e["exit_code"], 2);
     assert!(e["message"].as_str().unwrap().contains("agee"));
 }
+
+#[test]
+fn readme_first_command_runs_as_written() {
+    // The first ```sh block of the README is `cargo run --release -- run ...`: run the same
+    // arguments with the built binary (cargo needs `default-run` to pick it), into a temp dir.
+    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let block = readme.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let cmd = block
+        .lines()
+        .find(|l| l.starts_with("cargo run --release -- run "))
+        .expect("first command is `run`");
+    let cargo = std::fs::read_to_string(format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(
+        cargo.contains("default-run = \"fulcrum\""),
+        "cargo run needs default-run with two binaries"
+    );
+    // Split like a shell would for this command: single-quoted words stay whole.
+    let mut args = Vec::new();
+    let mut rest = cmd.trim_start_matches("cargo run --release -- ");
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix('\'') {
+            let end = r.find('\'').unwrap();
+            args.push(r[..end].to_string());
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            args.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out_pos = args.iter().position(|a| a == "--out").unwrap();
+    args[out_pos + 1] = tmp.path().join("adult").display().to_string();
+    Command::cargo_bin("fulcrum")
+        .unwrap()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(&args)
+        .args(["-q", "--cache-dir"])
+        .arg(tmp.path().join("cache"))
+        .assert()
+        .success();
+    assert!(tmp.path().join("adult/report.html").exists());
+}

@@ -304,6 +304,7 @@ impl<'a> Afif<'a> {
         // Chunks in parallel, in order, a window at a time (memory: a few chunks of output).
         let window = rayon::current_num_threads().max(1) * 4;
         let mut start = 0;
+        self.ds.cache.begin_pass();
         while start < nc {
             let end = (start + window).min(nc);
             let outs: Vec<LooRows> = {
@@ -341,6 +342,7 @@ impl<'a> Afif<'a> {
                             o.in_loss.push(t.a[i] * family.unit_deviance(t.y[i], t.mu[i]) / 2.0);
                         }
                         self.ds.cache.release(ci);
+                        self.ds.cache.chunk_done(v.n);
                         o
                     })
                     .collect()
@@ -375,6 +377,7 @@ impl<'a> Afif<'a> {
             }
             start = end;
         }
+        self.ds.cache.end_pass();
         let na = sum_a.value();
         s.sum_hat = sum_h.value();
         s.deviance = dev.value() / na;
@@ -472,6 +475,7 @@ impl<'a> Afif<'a> {
         let nc = self.ds.cache.n_chunks();
         let window = rayon::current_num_threads().max(1) * 4;
         let mut start = 0;
+        self.ds.cache.begin_pass();
         while start < nc {
             let end = (start + window).min(nc);
             let outs: Vec<Effects> = {
@@ -496,6 +500,7 @@ impl<'a> Afif<'a> {
                         });
                         let ids = v.row_id.to_vec();
                         self.ds.cache.release(ci);
+                        self.ds.cache.chunk_done(v.n);
                         (ids, first, newton)
                     })
                     .collect()
@@ -505,6 +510,7 @@ impl<'a> Afif<'a> {
             }
             start = end;
         }
+        self.ds.cache.end_pass();
         Ok(())
     }
 

@@ -299,9 +299,14 @@ pub fn fit_text(ds: &Dataset, fit: &Fit) -> String {
     if fit.aic.is_finite() {
         let _ = writeln!(s, "AIC: {:.1}", fit.aic);
     }
+    // A penalised fit's count is the whole path's passes over the data, not R's IRLS count.
+    let what = match fit.penalty {
+        Penalty::ElasticNet { .. } | Penalty::Group { .. } => "Passes over the data (whole path)",
+        _ => "Number of Fisher Scoring iterations",
+    };
     let _ = writeln!(
         s,
-        "\nNumber of Fisher Scoring iterations: {}{}",
+        "\n{what}: {}{}",
         fit.iterations,
         if fit.converged { "" } else { " (not converged)" }
     );

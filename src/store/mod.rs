@@ -448,21 +448,24 @@ impl ChunkCache {
         self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Start a pass: count it and announce it to the progress sink.
-    fn begin_pass(&self) {
+    /// Start a pass: count it and announce it to the progress sink (done by the drivers below;
+    /// public for passes that walk the chunks themselves, in order).
+    pub fn begin_pass(&self) {
         let k = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Some(p) = &self.progress {
             p.start(&format!("pass {k}"), self.manifest.counts.n_obs);
         }
     }
 
-    fn chunk_done(&self, rows: usize) {
+    /// Report `rows` more rows done in the current pass.
+    pub fn chunk_done(&self, rows: usize) {
         if let Some(p) = &self.progress {
             p.advance(rows as u64);
         }
     }
 
-    fn end_pass(&self) {
+    /// End the current pass.
+    pub fn end_pass(&self) {
         if let Some(p) = &self.progress {
             p.finish();
         }

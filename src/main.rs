@@ -931,20 +931,7 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
                 return finish_influence(&f, block, t.elapsed().as_secs_f64(), a.fit.model.quiet);
             };
             let pts = fulcrum::influence::alo_path(&f.ds, path, afif.inv.curvature(), afif.removal)?;
-            let best = pts
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.loo.deviance.is_finite())
-                .min_by(|x, y| x.1.loo.deviance.total_cmp(&y.1.loo.deviance))
-                .map(|(k, _)| k);
-            if let Some(b) = best {
-                let lim = pts[b].loo.deviance + pts[b].loo.deviance_se;
-                let se1 = pts.iter().position(|p| p.loo.deviance <= lim).unwrap_or(b);
-                block["lambda_min_index"] = b.into();
-                block["lambda_min"] = pts[b].lambda.into();
-                block["lambda_1se_index"] = se1.into();
-                block["lambda_1se"] = pts[se1].lambda.into();
-            }
+            put_cv_choice(&mut block, &pts);
             block["selected_lambda_index"] = (*sel).into();
             block["alo_cv"] = serde_json::to_value(&pts).map_err(|e| Error::Usage(e.to_string()))?;
         }
@@ -1122,6 +1109,16 @@ fn run_prune(a: &PruneArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// λ_min / λ_1se of an ALO-CV curve (cv.glmnet's rules) into a summary block.
+fn put_cv_choice(block: &mut serde_json::Value, pts: &[fulcrum::influence::AloPoint]) {
+    if let Some((b, se1)) = fulcrum::influence::cv_choice(pts) {
+        block["lambda_min_index"] = b.into();
+        block["lambda_min"] = pts[b].lambda.into();
+        block["lambda_1se_index"] = se1.into();
+        block["lambda_1se"] = pts[se1].lambda.into();
+    }
+}
+
 fn run_all(a: &RunArgs) -> Result<(), Error> {
     // Checked before anything is written: `run`'s leave-one-out needs every leverage.
     if a.afif.solver != SolverArg::Cholesky {
@@ -1157,17 +1154,7 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
         });
         if let Some((path, _)) = &f.path {
             let pts = fulcrum::influence::alo_path(ds, path, afif.inv.curvature(), afif.removal)?;
-            if let Some(b) = (0..pts.len())
-                .filter(|&k| pts[k].loo.deviance.is_finite())
-                .min_by(|&x, &y| pts[x].loo.deviance.total_cmp(&pts[y].loo.deviance))
-            {
-                let lim = pts[b].loo.deviance + pts[b].loo.deviance_se;
-                let se1 = pts.iter().position(|p| p.loo.deviance <= lim).unwrap_or(b);
-                infl["lambda_min_index"] = b.into();
-                infl["lambda_min"] = pts[b].lambda.into();
-                infl["lambda_1se_index"] = se1.into();
-                infl["lambda_1se"] = pts[se1].lambda.into();
-            }
+            put_cv_choice(&mut infl, &pts);
             infl["alo_cv"] = serde_json::to_value(&pts).map_err(|e| Error::Usage(e.to_string()))?;
         }
     } else {

@@ -2,32 +2,12 @@
 //! their columns and signs, agreement with exact refits where the CLI reports both, and clean
 //! usage errors (exit code 2).
 
-use assert_cmd::Command;
+mod common;
+
 use serde_json::Value;
 
-const ADULT: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
-
-fn fixture(name: &str) -> String {
-    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn run(cmd: &str, tmp: &std::path::Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    Command::cargo_bin("fulcrum")
-        .unwrap()
-        .args([
-            cmd,
-            &fixture("adult.parquet"),
-            "--formula",
-            ADULT,
-            "--filter",
-            "split=train",
-        ])
-        .args(["--family", "binomial", "-q", "--cache-dir"])
-        .arg(tmp.join("cache"))
-        .arg("--out")
-        .arg(tmp.join("out"))
-        .args(extra)
-        .assert()
+    common::adult_cli(cmd, tmp, "out", extra)
 }
 
 fn json(tmp: &std::path::Path, name: &str) -> Value {

@@ -9,26 +9,15 @@
 
 mod common;
 
-use common::reference::{fixture, reference};
-use fulcrum::design::{ModelInput, NaPolicy};
+use common::reference::reference;
+use common::{median, pearson};
 use fulcrum::glm::{fit, fit_at, fit_path, Family, Fit, FitOptions, Link, Path, PathOptions, PathPenalty};
 use fulcrum::influence::{alo_path, refit_without, Afif, Curvature, LissaOptions, LooRows, Removal, Solver};
-use fulcrum::ingest::{Dataset, IngestOptions};
-use fulcrum::progress::NoProgress;
+use fulcrum::ingest::Dataset;
 use serde_json::Value;
 
 fn load(data: &str, formula: &str, filters: &[(&str, &str)], tmp: &tempfile::TempDir) -> Dataset {
-    let input = ModelInput {
-        formula: formula.into(),
-        filters: filters.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-        na: NaPolicy::Drop,
-        weights: None,
-    };
-    let io = IngestOptions {
-        cache_dir: Some(tmp.path().to_path_buf()),
-        ..Default::default()
-    };
-    fulcrum::load(&[fixture(data)], &input, &io, &NoProgress).unwrap()
+    common::reference::load_fixture(data, formula, filters, tmp.path())
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -48,24 +37,6 @@ fn all_rows(a: &Afif) -> LooRows {
     })
     .unwrap();
     all
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    sab / (saa * sbb).sqrt()
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// A single-λ penalised fit without intercept or standardisation (the numpy fixtures' set-up).

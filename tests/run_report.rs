@@ -3,36 +3,18 @@
 //! row ids, bounded size at a million rows, rebuilt identically by `fulcrum report`), and a
 //! headless-Chromium rendering that must not be blank.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use assert_cmd::Command;
+use common::reference::fixture;
+use common::ADULT_FORMULA as ADULT;
 use serde_json::Value;
 
-const ADULT: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
-
-fn fixture(name: &str) -> String {
-    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fulcrum(cmd: &str, tmp: &Path, out: &str, extra: &[&str]) {
-    Command::cargo_bin("fulcrum")
-        .unwrap()
-        .args([
-            cmd,
-            &fixture("adult.parquet"),
-            "--formula",
-            ADULT,
-            "--filter",
-            "split=train",
-        ])
-        .args(["--family", "binomial", "-q", "--cache-dir"])
-        .arg(tmp.join("cache"))
-        .arg("--out")
-        .arg(tmp.join(out))
-        .args(extra)
-        .assert()
-        .success();
+    common::adult_cli(cmd, tmp, out, extra).success();
 }
 
 fn json(p: &Path) -> Value {

@@ -5,26 +5,9 @@
 
 mod common;
 
-use common::reference::{fixture, json_f64s, reference};
-use fulcrum::design::{ModelInput, NaPolicy};
+use common::reference::{fixture, json_f64s, load_fixture as load, reference};
 use fulcrum::glm::{fit, Family, Fit, FitOptions};
 use fulcrum::influence::{diagnose, sketch, ApproxRows, DiagOptions, Projection, SketchOptions};
-use fulcrum::ingest::IngestOptions;
-use fulcrum::progress::NoProgress;
-
-fn load(data: &str, formula: &str, filters: &[(&str, &str)], tmp: &std::path::Path) -> fulcrum::Dataset {
-    let input = ModelInput {
-        formula: formula.into(),
-        filters: filters.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-        na: NaPolicy::Drop,
-        weights: None,
-    };
-    let io = IngestOptions {
-        cache_dir: Some(tmp.to_path_buf()),
-        ..Default::default()
-    };
-    fulcrum::load(&[fixture(data)], &input, &io, &NoProgress).unwrap()
-}
 
 fn binomial_fit(ds: &fulcrum::Dataset) -> Fit {
     fit(ds, &FitOptions::new(Family::Binomial, None).unwrap()).unwrap()

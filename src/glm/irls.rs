@@ -229,6 +229,10 @@ pub struct Fit {
     /// Per kept column: whether its penalty has a kink at 0 (an L1 part: lasso, elastic net
     /// with α > 0), so that a coefficient can leave the active set. Empty when none has.
     pub penalty_kink: Vec<bool>,
+    /// Penalised fits: the loss gradient Σᵢ ℓ′ᵢxᵢ at β̂ over the kept columns (ℓ = a·dev/2;
+    /// at the optimum it balances the penalty's gradient), from the fit's last pass. Empty for
+    /// unpenalised fits (where it is 0).
+    pub score: Vec<f64>,
     /// Σ prior weights (the n of the ridge objective).
     pub sum_weights: f64,
     /// Wall-clock seconds per stage.
@@ -888,6 +892,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         penalty_blocks: Vec::new(),
         standardization: None,
         penalty_kink: Vec::new(),
+        score: Vec::new(),
         sum_weights: tot.sum_w,
         timing,
     })

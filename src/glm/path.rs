@@ -1047,6 +1047,8 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         }
         st
     });
+    // The pass's Xᵀ(w ∘ (y − μ)/μ′) is −Σ ℓ′ᵢxᵢ.
+    let score: Vec<f64> = kept.iter().map(|&j| -st.xtwz[j]).collect();
     let penalty_kink: Vec<bool> = if o.penalty == PathPenalty::ElasticNet && o.alpha > 0.0 {
         kept.iter()
             .map(|&j| !(design.layout.intercept && j == 0) && path.penalty_factor[j] > 0.0)
@@ -1092,6 +1094,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         penalty_blocks,
         standardization,
         penalty_kink,
+        score,
         sum_weights: path.sum_weights,
         timing,
     })

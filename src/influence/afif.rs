@@ -32,7 +32,7 @@ use crate::influence::exact::{eta_mu, HAT_ONE};
 use crate::influence::solve::{row_terms, Curvature, InverseCurvature, SolveReport, Solver};
 use crate::influence::testset::TestRow;
 use crate::ingest::Dataset;
-use crate::linalg::{row_quad_forms, x_beta, xt_v, ColumnSubset};
+use crate::linalg::{row_quad_forms, x_beta, xt_v, RowEntries};
 
 /// What removing a row does to the penalty (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -89,7 +89,8 @@ struct Terms {
 
 impl<'a> Afif<'a> {
     /// Set up influence for `fit` with the given curvature, solver and removal convention. For
-    /// penalised fits under [`Removal::SameLambda`] this costs one pass (ḡ) and one solve.
+    /// penalised fits under [`Removal::SameLambda`] this costs one solve (ḡ comes from the fit,
+    /// or from one pass when the fit does not carry it).
     pub fn new(ds: &'a Dataset, fit: &'a Fit, curvature: Curvature, solver: Solver, removal: Removal) -> Result<Self> {
         let inv = InverseCurvature::new(ds, fit, curvature, solver)?;
         let minv = inv.inverse();
@@ -108,7 +109,12 @@ impl<'a> Afif<'a> {
             solves: Vec::new(),
         };
         if penalised && removal == Removal::SameLambda {
-            let g = me.score_sum(|_| true);
+            // The fit's own last pass has the gradient (Fisher and Hessian share ℓ′).
+            let g = if fit.score.len() == m {
+                fit.score.clone()
+            } else {
+                me.score_sum(|_| true)
+            };
             let n = fit.sum_weights;
             me.gbar = g.iter().map(|x| x / n).collect();
             me.cunit = me.gbar.clone();
@@ -236,9 +242,9 @@ impl<'a> Afif<'a> {
             t.d1[i] = d1;
             t.m[i] = m;
         }
-        let kept = ColumnSubset::new(layout.p, &fit.kept);
+        let kept = self.inv.kept();
         if let Some(minv) = &self.minv {
-            row_quad_forms(v, layout, &kept, minv, &mut t.q);
+            row_quad_forms(v, layout, kept, minv, &mut t.q);
         }
         if let Some(u) = u {
             x_beta(v, layout, &self.full(u), &mut t.xu);
@@ -253,7 +259,7 @@ impl<'a> Afif<'a> {
             t.cu[i] = t.a[i] * cu0;
         }
         if self.restd.is_some() {
-            let rows = crate::linalg::RowEntries::new(v, layout, &kept);
+            let rows = RowEntries::new(v, layout, kept);
             let (mut e, mut d) = (Vec::new(), Vec::new());
             for i in 0..n {
                 if t.a[i] == 0.0 {
@@ -314,6 +320,8 @@ impl<'a> Afif<'a> {
                     .map(|ci| {
                         let v = self.ds.cache.view(ci);
                         let t = self.terms(&v, None, &u0f);
+                        let rows = RowEntries::new(&v, &self.ds.design().layout, self.inv.kept());
+                        let mut e = Vec::new();
                         let mut o = LooRows::default();
                         for i in 0..v.n {
                             let h = t.m[i] * t.q[i];
@@ -324,7 +332,8 @@ impl<'a> Afif<'a> {
                             } else {
                                 let mut le = t.eta[i] + (t.d1[i] * t.q[i] - t.corr[i]) / (1.0 - h);
                                 if kinks {
-                                    if let Some(x) = self.active_set_step(&v, i, &t, &u0f) {
+                                    rows.fill(i, &mut e);
+                                    if let Some(x) = self.active_set_step(&e, i, &t) {
                                         le = t.eta[i] + x;
                                     }
                                 }
@@ -393,20 +402,15 @@ impl<'a> Afif<'a> {
     /// penalised coefficient through zero, that coefficient is set to 0 instead (it leaves
     /// the active set, as in the refit) and the others re-solved: Δ ← Δ + K_{·D}K_{DD}⁻¹(−β_D − Δ_D)
     /// with K = M′⁻¹, up to three rounds. Returns xᵢᵀΔ when a coefficient left, else None (the
-    /// closed form already holds).
-    fn active_set_step(&self, v: &ChunkView, i: usize, t: &Terms, _u0f: &[f64]) -> Option<f64> {
+    /// closed form already holds). `e` holds row i's entries over the kept columns.
+    fn active_set_step(&self, e: &[(usize, f64)], i: usize, t: &Terms) -> Option<f64> {
         let minv = self.minv.as_ref()?;
         let fit = self.fit;
-        let layout = &self.ds.design().layout;
         let m = fit.kept.len();
-        let kept = ColumnSubset::new(layout.p, &fit.kept);
-        let rows = crate::linalg::RowEntries::new(v, layout, &kept);
-        let mut e = Vec::new();
-        rows.fill(i, &mut e);
         let h = t.m[i] * t.q[i];
         // w = M⁻¹xᵢ, z = M⁻¹(xᵢℓ′ − cᵢ).
         let mut w = vec![0.0; m];
-        for &(l, x) in &e {
+        for &(l, x) in e {
             let col = &minv[l * m..(l + 1) * m];
             for (wk, c) in w.iter_mut().zip(col) {
                 *wk += c * x;
@@ -414,7 +418,7 @@ impl<'a> Afif<'a> {
         }
         let mut z: Vec<f64> = (0..m).map(|k| t.d1[i] * w[k] - t.a[i] * self.u0[k]).collect();
         let mut d = Vec::new();
-        self.row_delta(&e, t.a[i], &mut d);
+        self.row_delta(e, t.a[i], &mut d);
         for &(l, dl) in &d {
             let col = &minv[l * m..(l + 1) * m];
             for (zk, c) in z.iter_mut().zip(col) {
@@ -565,15 +569,15 @@ impl<'a> Afif<'a> {
         let gu: Vec<f64> = (0..t_n)
             .map(|t| (0..m).map(|l| self.cunit[l] * ut[l * t_n + t]).sum())
             .collect();
-        let (ds, fit) = (self.ds, self.fit);
+        let ds = self.ds;
         let layout = &ds.design().layout;
-        let kept = ColumnSubset::new(layout.p, &fit.kept);
+        let kept = self.inv.kept();
         let u0f = self.full(&self.u0);
         let heaps = ds.cache.par_fold(
             || vec![BinaryHeap::<Top>::new(); t_n],
             |mut heaps, v| {
                 let t = self.terms(&v, None, &u0f);
-                let rows_e = crate::linalg::RowEntries::new(&v, layout, &kept);
+                let rows_e = RowEntries::new(&v, layout, kept);
                 let (mut e, mut d) = (Vec::new(), Vec::new());
                 let mut s = vec![0.0; t_n];
                 let mut sd = vec![0.0; t_n];
@@ -904,6 +908,17 @@ pub fn alo_path(ds: &Dataset, path: &Path, curvature: Curvature, removal: Remova
         });
     }
     Ok(out)
+}
+
+/// `cv.glmnet`'s choices on an ALO-CV curve: (λ_min index: the smallest finite deviance;
+/// λ_1se index: the largest λ — first along the path — within one standard error of it).
+pub fn cv_choice(pts: &[AloPoint]) -> Option<(usize, usize)> {
+    let best = (0..pts.len())
+        .filter(|&k| pts[k].loo.deviance.is_finite())
+        .min_by(|&x, &y| pts[x].loo.deviance.total_cmp(&pts[y].loo.deviance))?;
+    let lim = pts[best].loo.deviance + pts[best].loo.deviance_se;
+    let se1 = pts.iter().position(|p| p.loo.deviance <= lim).unwrap_or(best);
+    Some((best, se1))
 }
 
 /// Coefficients after removing rows, by `steps` Fisher-scoring (proximal, when penalised)

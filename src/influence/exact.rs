@@ -290,13 +290,7 @@ pub fn diagnose(
     // bag-of-words columns) are left out: hat values depend only on the column space.
     let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
     g.clear();
-    let minv = factor.inverse();
-    let mut mfull = vec![0.0; m * m];
-    for (b, &jb) in factor.kept.iter().enumerate() {
-        for (a, &ja) in factor.kept.iter().enumerate() {
-            mfull[jb * m + ja] = minv[(a, b)];
-        }
-    }
+    let mfull = factor.inverse_full(m);
     let n_aliased = m - factor.kept.len();
     let phi = fit.dispersion;
     let rank = (fit.rank - n_aliased) as f64;

@@ -202,22 +202,9 @@ impl<'a> InverseCurvature<'a> {
 
     /// M⁻¹ as a dense m×m column-major matrix (Cholesky only): what per-row leverages need.
     pub fn inverse(&self) -> Option<Vec<f64>> {
-        let f = self.factor.as_ref()?;
-        let inv = f.inverse();
-        let m = self.fit.kept.len();
-        let mut out = vec![0.0; m * m];
-        for (b, &jb) in f.kept.iter().enumerate() {
-            for (a, &ja) in f.kept.iter().enumerate() {
-                out[jb * m + ja] = inv[(a, b)];
-            }
-        }
-        Some(out)
+        Some(self.factor.as_ref()?.inverse_full(self.fit.kept.len()))
     }
 
-    /// Whether the solver has M factored (per-row leverages available).
-    pub fn is_factored(&self) -> bool {
-        self.factor.is_some()
-    }
 
     /// u = M⁻¹v (v and u over the kept columns, in kept order).
     pub fn solve(&mut self, v: &[f64]) -> Result<(Vec<f64>, SolveReport)> {
@@ -324,15 +311,16 @@ impl<'a> InverseCurvature<'a> {
             },
         );
         self.passes += 1;
-        let m = fit.kept.len();
         let mut d: Vec<f64> = fit.kept.iter().map(|&j| full.0[j]).collect();
-        let mut e = vec![0.0; m];
-        for k in 0..m {
-            e[k] = 1.0;
-            let mut pk = vec![0.0; m];
-            self.add_penalty(&e, &mut pk);
-            d[k] += pk[k];
-            e[k] = 0.0;
+        // The penalty's diagonal: the ridge part and each group block's diagonal.
+        for (dk, c) in d.iter_mut().zip(&fit.penalty_curvature) {
+            *dk += c;
+        }
+        for b in &fit.penalty_blocks {
+            let k = b.positions.len();
+            for (a, &pa) in b.positions.iter().enumerate() {
+                d[pa] += b.matrix[a * k + a];
+            }
         }
         d
     }

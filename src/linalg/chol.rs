@@ -91,6 +91,20 @@ impl GramFactor {
         (0..m).map(|a| x[(a, 0)] * self.scale[a]).collect()
     }
 
+    /// (G_kk)⁻¹ scattered into an `n`×`n` column-major matrix over the full index set, with
+    /// zero rows and columns for the aliased indices (the generalised inverse that hat values
+    /// and influence use when some columns are linear combinations of the others).
+    pub fn inverse_full(&self, n: usize) -> Vec<f64> {
+        let inv = self.inverse();
+        let mut out = vec![0.0; n * n];
+        for (b, &jb) in self.kept.iter().enumerate() {
+            for (a, &ja) in self.kept.iter().enumerate() {
+                out[jb * n + ja] = inv[(a, b)];
+            }
+        }
+        out
+    }
+
     /// (G_kk)⁻¹ as a dense m×m matrix in kept order.
     pub fn inverse(&self) -> Mat<f64> {
         let inv = self.llt.inverse();

@@ -325,3 +325,47 @@ pub fn assert_json_success(r: &Run) -> serde_json::Value {
     assert_eq!(r.code, Some(0), "expected success:\n{ctx}");
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{ctx}"))
 }
+
+/// The Adult logistic model of the CLI tests (training rows, `--filter split=train`).
+pub const ADULT_FORMULA: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
+
+/// `fulcrum <cmd> fixtures/adult.parquet` with [`ADULT_FORMULA`] on the training rows (logistic,
+/// quiet), a private cache in `tmp/cache`, output to `tmp/<out>`, then `extra` flags.
+pub fn adult_cli(cmd: &str, tmp: &Path, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("fulcrum")
+        .unwrap()
+        .args([
+            cmd,
+            &reference::fixture("adult.parquet"),
+            "--formula",
+            ADULT_FORMULA,
+            "--filter",
+            "split=train",
+        ])
+        .args(["--family", "binomial", "-q", "--cache-dir"])
+        .arg(tmp.join("cache"))
+        .arg("--out")
+        .arg(tmp.join(out))
+        .args(extra)
+        .assert()
+}
+
+/// Pearson correlation.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// Median (upper middle for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}

@@ -20,6 +20,25 @@ pub fn reference(name: &str) -> Value {
     serde_json::from_reader(File::open(fixture(&format!("reference/{name}"))).unwrap()).unwrap()
 }
 
+/// Load `fixtures/<data>` under `formula` (NA rows dropped) with the cache under `cache`.
+pub fn load_fixture(data: &str, formula: &str, filters: &[(&str, &str)], cache: &std::path::Path) -> fulcrum::Dataset {
+    let input = ModelInput {
+        formula: formula.into(),
+        filters: filters.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        na: NaPolicy::Drop,
+        weights: None,
+    };
+    load_input(data, &input, cache)
+}
+
+fn load_input(data: &str, input: &ModelInput, cache: &std::path::Path) -> fulcrum::Dataset {
+    let io = IngestOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    fulcrum::load(&[fixture(data)], input, &io, &NoProgress).unwrap()
+}
+
 /// The model a reference file was fitted with, in fulcrum's terms.
 pub struct RefModel {
     pub data: String,
@@ -107,11 +126,7 @@ pub fn load(m: &RefModel, cache: &std::path::Path) -> fulcrum::Dataset {
         na: NaPolicy::Drop,
         weights: m.weights.clone(),
     };
-    let opts = IngestOptions {
-        cache_dir: Some(cache.to_path_buf()),
-        ..Default::default()
-    };
-    fulcrum::load(&[fixture(&m.data)], &input, &opts, &NoProgress).unwrap()
+    load_input(&m.data, &input, cache)
 }
 
 /// reference.py names a log-transformed column by the column alone.

@@ -302,7 +302,7 @@ def best(runs, key="wall_s"):
 # run
 # ---------------------------------------------------------------------------------------------
 def cmd_run(a):
-    from bench_ingest import machine, prewarm  # same helpers as the ingest benchmark
+    from bench_ingest import git_state, machine, prewarm  # same helpers as the ingest benchmark
 
     work = a.work
     fulcrum = a.fulcrum
@@ -314,11 +314,7 @@ def cmd_run(a):
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "fulcrum_binary": fulcrum,
-        "git": {
-            "head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-            "dirty_src": [x for x in subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-                                                    capture_output=True, text=True).stdout.split("\n") if x],
-        },
+        "git": git_state(),
         "reps": a.reps,
         "prewarm_gib": a.prewarm,
         "statsmodels_settings": {"method": "IRLS", "maxiter": SM_MAXITER, "tol": SM_TOL,

@@ -201,18 +201,14 @@ def solver_accuracy(ref_dir, other_dir, top=1000):
 
 
 def cmd_run(a):
-    from bench_ingest import machine
+    from bench_ingest import git_state, machine
 
     res = {
         "command": a.command_line,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "fulcrum_binary": a.fulcrum,
-        "git": {
-            "head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-            "dirty_src": [x for x in subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-                                                    capture_output=True, text=True).stdout.split("\n") if x],
-        },
+        "git": git_state(),
         "data": a.in_1m, "test": a.test, "formula": FORMULA_539, "reps": a.reps, "prewarm_gib": a.prewarm,
         "quiet_wait_s": a.quiet_wait, "quiet_budget_s": a.quiet_budget,
         "loadavg_at_start": os.getloadavg(),

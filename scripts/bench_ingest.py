@@ -109,6 +109,14 @@ def pyarrow_read(path, reps, columns=None):
     return {"best_s": min(times), "all_s": times, "rows": rows, "arrow_bytes": nbytes}
 
 
+def git_state():
+    """The checkout a benchmark ran from: HEAD and any uncommitted change to the sources."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+                           capture_output=True, text=True).stdout.split("\n")
+    return {"head": head, "dirty_src": [x for x in dirty if x]}
+
+
 def machine():
     cpu = ""
     flags = ""

@@ -623,7 +623,7 @@ def cases(work):
 
 
 def cmd_run(a):
-    from bench_ingest import machine
+    from bench_ingest import git_state, machine
 
     os.makedirs(a.work, exist_ok=True)
     F = Fulcrum(a.fulcrum, a.work)
@@ -632,11 +632,7 @@ def cmd_run(a):
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "fulcrum_binary": a.fulcrum,
-        "git": {
-            "head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-            "dirty_src": [x for x in subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-                                                    capture_output=True, text=True).stdout.split("\n") if x],
-        },
+        "git": git_state(),
         "settings": {"n_top": a.n_top, "n_random": a.n_random, "seed": a.seed, "jobs": a.jobs, "refit_steps": REFIT_STEPS,
                      "glmnet_rows": a.glmnet_rows, "target_pearson": TARGET_PEARSON, "diverging_threshold": DIVERGING},
         "notes": [

@@ -179,22 +179,7 @@ fn unlearn_and_prune_predict_the_refit() {
 
     // unlearn with a row list.
     let rows = tmp.path().join("rows.parquet");
-    {
-        use std::sync::Arc;
-        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
-            "row",
-            arrow_schema::DataType::Int64,
-            false,
-        )]));
-        let b = arrow_array::RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(arrow_array::Int64Array::from(vec![3, 10, 25]))],
-        )
-        .unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&rows).unwrap(), schema, None).unwrap();
-        w.write(&b).unwrap();
-        w.close().unwrap();
-    }
+    common::write_parquet(&rows, &common::batch(vec![("row", common::i64s(&[3, 10, 25]))]));
     let tmp4 = tempfile::tempdir().unwrap();
     run(
         "influence",
@@ -242,20 +227,13 @@ fn penalised_unlearning_a_whole_level_drops_its_column() {
     // constant, leaves the refit (as in glmnet), and the prediction says so.
     let tmp = tempfile::tempdir().unwrap();
     let rows = tmp.path().join("rows.parquet");
-    {
-        use std::sync::Arc;
-        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+    common::write_parquet(
+        &rows,
+        &common::batch(vec![(
             "row",
-            arrow_schema::DataType::Int64,
-            false,
-        )]));
-        let ids = vec![442i64, 1300, 14613, 16111, 18034, 18644, 18769, 25799, 32316];
-        let b = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::Int64Array::from(ids))])
-            .unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&rows).unwrap(), schema, None).unwrap();
-        w.write(&b).unwrap();
-        w.close().unwrap();
-    }
+            common::i64s(&[442, 1300, 14613, 16111, 18034, 18644, 18769, 25799, 32316]),
+        )]),
+    );
     let tmp2 = tempfile::tempdir().unwrap();
     run(
         "influence",

@@ -205,7 +205,6 @@ impl<'a> InverseCurvature<'a> {
         Some(self.factor.as_ref()?.inverse_full(self.fit.kept.len()))
     }
 
-
     /// u = M⁻¹v (v and u over the kept columns, in kept order).
     pub fn solve(&mut self, v: &[f64]) -> Result<(Vec<f64>, SolveReport)> {
         let m = self.fit.kept.len();

@@ -1,7 +1,8 @@
 //! Benchmark helper (not part of the CLI): loads a dataset through `fulcrum::load` (reusing or
 //! building the chunk cache), then times one whole-cache pass of each kernel:
-//! `Xᵀ·v` (`xt_v_pass`), `X·β` (`x_beta_pass`) and the weighted sandwich restricted to a
-//! column subset (`sandwich_pass`). Each pass is run once as a warm-up and then `--reps`
+//! `Xᵀ·v` (`xt_v_pass`), `X·β` (`x_beta_pass`), the weighted sandwich restricted to a
+//! column subset (`sandwich_pass`) and a plain streaming read of the same arrays (`stream_pass`,
+//! the memory-bandwidth bound). Each pass is run once as a warm-up and then `--reps`
 //! times; the best and all times are printed as one JSON object on stdout.
 //!
 //! Usage (see scripts/bench_ingest.sh):
@@ -56,6 +57,11 @@ fn parse_args() -> Result<Args, String> {
         return Err("need --formula and at least one INPUT".into());
     }
     Ok(a)
+}
+
+/// Wrapping sum of the 4-byte words of `b` (a streaming read the compiler vectorises).
+fn words(b: &[u32]) -> u64 {
+    b.iter().fold(0u64, |h, &x| h.wrapping_add(x as u64))
 }
 
 /// One warm-up call, then `reps` timed calls; returns (best, all) in seconds.
@@ -121,6 +127,29 @@ fn main() {
     });
     let eta_sum: f64 = sums.iter().sum();
 
+    // The memory-bandwidth bound: a plain streaming read (a wrapping sum of every 8-byte word)
+    // of the arrays the Xᵀ·v pass reads — response, dense block, categorical codes and the CSR
+    // block — chunk by chunk through the same pass machinery (so the same page mapping and
+    // release). Xᵀ·v can at best run at this speed.
+    let (st_best, st_all, st_out) = time_it(args.reps, || {
+        cache.par_fold(
+            || (0u64, 0u64),
+            |(h, b), v| {
+                let mut h = h;
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.y)));
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.dense)));
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.cat)));
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.indptr)));
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.indices)));
+                h = h.wrapping_add(words(bytemuck::cast_slice(v.values)));
+                let bytes = 8 * (v.y.len() + v.dense.len() + v.values.len())
+                    + 4 * (v.cat.len() + v.indptr.len() + v.indices.len());
+                (h, b + bytes as u64)
+            },
+            |a, b| (a.0.wrapping_add(b.0), a.1 + b.1),
+        )
+    });
+
     // Sandwich (XᵀWX)[S,S] with S = the first `subset_cols` columns of the layout.
     let m = args.subset_cols.min(p);
     let cols: Vec<usize> = (0..m).collect();
@@ -168,6 +197,7 @@ fn main() {
         "load_timings": ds.timings,
         "reps": args.reps,
         "xt_v_pass": { "best_s": xtv_best, "all_s": xtv_all, "check_norm": g_norm },
+        "stream_pass": { "best_s": st_best, "all_s": st_all, "bytes": st_out.1, "check": st_out.0 },
         "x_beta_pass": { "best_s": xb_best, "all_s": xb_all, "check_sum": eta_sum },
         "sandwich_pass": { "subset_cols": m, "covers": cover, "best_s": sw_best, "all_s": sw_all, "check_trace": gram_trace },
     });

@@ -23,7 +23,9 @@ use crate::design::Layout;
 use crate::error::{Error, Result};
 use crate::ingest::Dataset;
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
-use crate::linalg::{sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch, Sum};
+use crate::linalg::{
+    sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, SandwichScratch, Sum,
+};
 
 /// Relative resolution of a deviance summed over `n` rows: ε·max(16, √n). The sum itself is
 /// compensated (Neumaier), but every row's term carries the rounding of its own ηᵢ = xᵢᵀβ, and
@@ -375,8 +377,11 @@ pub(crate) enum Eval<'a> {
 pub(crate) struct PassStats {
     /// XᵀWX over the pass's column subset (m×m, both triangles).
     pub gram: Vec<f64>,
-    /// Xᵀ(w ∘ u) over all p columns, u per [`Rhs`].
+    /// Xᵀ(w ∘ u), u per [`Rhs`]: over all p columns, or over the subset only (0 elsewhere)
+    /// when `score_cols` is [`ScoreCols::Subset`].
     pub xtwz: Vec<f64>,
+    /// Which columns `xtwz` covers.
+    pub score_cols: ScoreCols,
     /// Σ aᵢ d(yᵢ, μᵢ).
     pub dev: Sum,
     /// Σ aᵢ (yᵢ − μᵢ)²/V(μᵢ).
@@ -398,6 +403,7 @@ impl PassStats {
         PassStats {
             gram: vec![0.0; m * m],
             xtwz: vec![0.0; p],
+            score_cols: ScoreCols::All,
             dev: Sum::default(),
             pearson: Sum::default(),
             null_dev: Sum::default(),
@@ -435,6 +441,7 @@ struct Scratch {
     eta: Vec<f64>,
     w: Vec<f64>,
     z: Vec<f64>,
+    score: Vec<f64>,
     sandwich: SandwichScratch,
 }
 
@@ -447,8 +454,18 @@ pub(crate) enum Rhs {
     Score,
 }
 
+/// Which columns of Xᵀ(w ∘ u) a pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScoreCols {
+    /// All p columns (the KKT check and strong rules of a path need them).
+    All,
+    /// Only the pass's column subset (entries outside it stay 0): an inner IRLS iteration of a
+    /// path solves on its working set alone, and this skips a full `Xᵀ·v`.
+    Subset,
+}
+
 /// One fused IRLS pass: the deviance at `eval` and, with the IRLS weights there, XᵀWX over
-/// `subset` and Xᵀ(w ∘ u) over all columns.
+/// `subset` and Xᵀ(w ∘ u) over all columns (or, with [`ScoreCols::Subset`], over `subset`).
 pub(crate) fn irls_pass(
     ds: &Dataset,
     opts: &FitOptions,
@@ -456,6 +473,7 @@ pub(crate) fn irls_pass(
     null: NullModel,
     subset: &ColumnSubset,
     rhs: Rhs,
+    cols: ScoreCols,
 ) -> PassStats {
     let layout: &Layout = &ds.design().layout;
     let p = layout.p;
@@ -464,6 +482,12 @@ pub(crate) fn irls_pass(
     let bytes = (m * m * 8).max(1);
     let groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
     let tiny = 10.0 * f64::EPSILON;
+    // X·β can read the sparse block from the subset's entries when every non-zero sparse
+    // coefficient is in the subset (a path's working set holds its support).
+    let sparse_support_inside = match eval {
+        Eval::Beta(beta) => (layout.sparse_offset..p).all(|j| beta[j] == 0.0 || subset.local(j).is_some()),
+        Eval::Start { .. } => false,
+    };
     let st = ds.cache.par_fold_groups(
         groups,
         || PassStats::zeros(p, m),
@@ -476,8 +500,13 @@ pub(crate) fn irls_pass(
             s.eta.resize(n, 0.0);
             s.w.resize(n, 0.0);
             s.z.resize(n, 0.0);
+            s.sandwich.gather(&v, layout, subset);
             if let Eval::Beta(beta) = eval {
-                x_beta(&v, layout, beta, &mut s.eta);
+                if sparse_support_inside {
+                    x_beta_gathered(&v, layout, beta, subset, &s.sandwich, &mut s.eta);
+                } else {
+                    x_beta(&v, layout, beta, &mut s.eta);
+                }
                 for (e, o) in s.eta.iter_mut().zip(v.offset) {
                     *e += o;
                 }
@@ -526,8 +555,30 @@ pub(crate) fn irls_pass(
                 s.w[i] = w * d * d / var;
                 acc.sum_w.add(s.w[i]);
             }
-            sandwich(&v, layout, &s.w, subset, &mut acc.gram, &mut s.sandwich);
-            xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
+            match cols {
+                ScoreCols::All => {
+                    sandwich_gathered(&v, layout, &s.w, subset, &mut acc.gram, None, &mut s.sandwich);
+                    xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
+                }
+                ScoreCols::Subset => {
+                    let mut score = std::mem::take(&mut s.score);
+                    score.clear();
+                    score.resize(m, 0.0);
+                    sandwich_gathered(
+                        &v,
+                        layout,
+                        &s.w,
+                        subset,
+                        &mut acc.gram,
+                        Some((&s.z, &mut score)),
+                        &mut s.sandwich,
+                    );
+                    for (&j, &g) in subset.columns().iter().zip(&score) {
+                        acc.xtwz[j] += g;
+                    }
+                    s.score = score;
+                }
+            }
             SCRATCH.with(|c| c.replace(s));
             acc
         },
@@ -535,6 +586,7 @@ pub(crate) fn irls_pass(
     );
     let mut out = st;
     symmetrize_lower(&mut out.gram, m);
+    out.score_cols = cols;
     out
 }
 
@@ -690,7 +742,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         Some(b) => Eval::Beta(b),
         None => Eval::Start { ybar },
     };
-    let st0 = irls_pass(ds, opts, eval0, null, &all, Rhs::WorkingResponse);
+    let st0 = irls_pass(ds, opts, eval0, null, &all, Rhs::WorkingResponse, ScoreCols::All);
     if st0.invalid > 0 {
         return Err(Error::Numerical(
             "cannot find valid starting values for this family and link; check the response".into(),
@@ -723,6 +775,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             NullModel::Separate,
             &all,
             Rhs::WorkingResponse,
+            ScoreCols::All,
         );
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
@@ -755,6 +808,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
                 NullModel::Separate,
                 &all,
                 Rhs::WorkingResponse,
+                ScoreCols::All,
             );
             obj = st.dev.value() + penalty_of(&beta);
         }

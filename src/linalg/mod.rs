@@ -89,6 +89,11 @@ impl ColumnSubset {
 
 /// `out[i] = xᵢᵀ β` for every row of the chunk (offsets not included). `out.len() == v.n`.
 pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
+    x_beta_blocks(v, layout, beta, true, out);
+}
+
+/// `out[i] = xᵢᵀ β` over the intercept, dense and categorical blocks, and (`sparse`) the sparse block.
+fn x_beta_blocks(v: &ChunkView, layout: &Layout, beta: &[f64], sparse: bool, out: &mut [f64]) {
     debug_assert_eq!(beta.len(), layout.p);
     let b0 = if layout.intercept { beta[0] } else { 0.0 };
     out.fill(b0);
@@ -110,7 +115,7 @@ pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
             *o += lv[c as usize];
         }
     }
-    if !v.indptr.is_empty() {
+    if sparse && !v.indptr.is_empty() {
         let bs = &beta[layout.sparse_offset..];
         for (i, o) in out.iter_mut().enumerate() {
             let (idx, val) = v.sparse_row(i);
@@ -247,14 +252,108 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     t
 }
 
-/// Reusable scratch memory for [`sandwich`] (avoids allocation per chunk).
+/// Reusable scratch memory for [`sandwich`] (avoids allocation per chunk): the dense-like
+/// block and its weighted copy, the row-major weighted copy the per-row loop reads, the
+/// cross products, and the chunk's entries in the column subset ([`SandwichScratch::gather`]).
 #[derive(Debug, Default, Clone)]
 pub struct SandwichScratch {
     a: Vec<f64>,
     b: Vec<f64>,
-    cats: Vec<usize>,
-    sparse: Vec<(usize, f64)>,
+    brow: Vec<f64>,
     cross: Vec<f64>,
+    entries: SubsetEntries,
+}
+
+/// The entries of one chunk's categorical and sparse blocks that fall in a column subset,
+/// found once per chunk and pass: per row, the local positions of its levels that are in the
+/// subset, and its sparse entries `(local, value)` in the subset.
+#[derive(Debug, Default, Clone)]
+struct SubsetEntries {
+    /// Row i's categorical locals are `cats[cat_ptr[i]..cat_ptr[i + 1]]` (empty `cat_ptr`: none).
+    cat_ptr: Vec<u32>,
+    cats: Vec<u32>,
+    /// Row i's sparse entries are `sparse[sp_ptr[i]..sp_ptr[i + 1]]` (empty `sp_ptr`: none);
+    /// `sparse` is only ever grown (its tail past the last pointer is stale).
+    sp_ptr: Vec<u32>,
+    sparse: Vec<(u32, f64)>,
+}
+
+impl SubsetEntries {
+    #[inline]
+    fn cats(&self, i: usize) -> &[u32] {
+        if self.cat_ptr.is_empty() {
+            return &[];
+        }
+        &self.cats[self.cat_ptr[i] as usize..self.cat_ptr[i + 1] as usize]
+    }
+
+    #[inline]
+    fn sparse(&self, i: usize) -> &[(u32, f64)] {
+        if self.sp_ptr.is_empty() {
+            return &[];
+        }
+        &self.sparse[self.sp_ptr[i] as usize..self.sp_ptr[i + 1] as usize]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cat_ptr.is_empty() && self.sp_ptr.is_empty()
+    }
+}
+
+impl SandwichScratch {
+    /// Find the chunk's categorical and sparse entries in the subset `s` (one walk over the
+    /// chunk's codes and CSR block; [`sandwich_gathered`] and [`x_beta_gathered`] then use
+    /// them). Which sparse entries are in a working set is unpredictable, so they are compacted
+    /// without a branch per entry (the branch mispredicted on most rows).
+    pub fn gather(&mut self, v: &ChunkView, layout: &Layout, s: &ColumnSubset) {
+        let e = &mut self.entries;
+        e.cat_ptr.clear();
+        e.cats.clear();
+        e.sp_ptr.clear();
+        let n = v.n;
+        let cat_locals: Vec<Vec<u32>> = layout
+            .cats
+            .iter()
+            .map(|blk| {
+                (0..blk.n_levels)
+                    .map(|c| blk.column(c).and_then(|j| s.local(j)).map_or(ABSENT, |l| l as u32))
+                    .collect()
+            })
+            .collect();
+        if cat_locals.iter().any(|c| c.iter().any(|&x| x != ABSENT)) {
+            let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
+            e.cat_ptr.reserve(n + 1);
+            e.cat_ptr.push(0);
+            for i in 0..n {
+                for (cl, c) in cat_locals.iter().zip(&codes) {
+                    let l = cl[c[i] as usize];
+                    if l != ABSENT {
+                        e.cats.push(l);
+                    }
+                }
+                e.cat_ptr.push(e.cats.len() as u32);
+            }
+        }
+        let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
+        if has_sparse {
+            if e.sparse.len() < v.nnz() {
+                e.sparse.resize(v.nnz(), (0, 0.0));
+            }
+            let local_sp = &s.local[layout.sparse_offset..];
+            e.sp_ptr.reserve(n + 1);
+            e.sp_ptr.push(0);
+            let mut k = 0;
+            for i in 0..n {
+                let (idx, val) = v.sparse_row(i);
+                for (&j, &x) in idx.iter().zip(val) {
+                    let l = local_sp[j as usize];
+                    e.sparse[k] = (l, x);
+                    k += (l != ABSENT) as usize;
+                }
+                e.sp_ptr.push(k as u32);
+            }
+        }
+    }
 }
 
 /// `acc += (Xᵀ W X)[S, S]`, lower triangle only, for the subset `s` of size m; `acc` is m×m
@@ -266,6 +365,23 @@ pub fn sandwich(
     w: &[f64],
     s: &ColumnSubset,
     acc: &mut [f64],
+    scratch: &mut SandwichScratch,
+) {
+    scratch.gather(v, layout, s);
+    sandwich_gathered(v, layout, w, s, acc, None, scratch);
+}
+
+/// [`sandwich`] on the entries a previous [`SandwichScratch::gather`] of the same chunk and
+/// subset found, plus, with `score = Some((z, out))`, the subset's part of the score:
+/// `out[l] += Σᵢ wᵢ zᵢ x_{i,S[l]}` for each local column l (`out.len() == m`), so that an
+/// IRLS pass that needs the score only on its working set skips the full `Xᵀ·v`.
+pub fn sandwich_gathered(
+    v: &ChunkView,
+    layout: &Layout,
+    w: &[f64],
+    s: &ColumnSubset,
+    acc: &mut [f64],
+    mut score: Option<(&[f64], &mut [f64])>,
     scratch: &mut SandwichScratch,
 ) {
     let m = s.len();
@@ -306,77 +422,79 @@ pub fn sandwich(
             Par::Seq,
         );
         clear_upper_simd_state();
+        if let Some((z, sc)) = score.as_mut() {
+            for (col, &(l, _)) in dl.iter().enumerate() {
+                sc[l] += dot(&scratch.b[col * n..(col + 1) * n], z);
+            }
+        }
+    }
+    let e = &scratch.entries;
+    if e.is_empty() {
+        return;
+    }
+    // Row i's dense-like values times w_i, row-major (`brow[i*d..(i+1)*d]`), so that the row
+    // loop reads one contiguous d-vector instead of d strided values (transposed in blocks of
+    // rows that stay in L1).
+    let brow = &mut scratch.brow;
+    brow.resize(n * d, 0.0);
+    const TB: usize = 64;
+    for i0 in (0..n).step_by(TB) {
+        let i1 = (i0 + TB).min(n);
+        for col in 0..d {
+            let src = &scratch.b[col * n + i0..col * n + i1];
+            for (r, &x) in src.iter().enumerate() {
+                brow[(i0 + r) * d + col] = x;
+            }
+        }
     }
     // Categorical and sparse entries, per row. Their products with the dense-like columns go
     // to `scratch.cross` (local row × dense-like column, row-major) so that each row adds one
     // contiguous d-vector per nonzero instead of d strided scalars; it is folded into `acc`
     // once per chunk.
-    let cat_locals: Vec<Vec<u32>> = layout
-        .cats
-        .iter()
-        .map(|blk| {
-            (0..blk.n_levels)
-                .map(|c| blk.column(c).and_then(|j| s.local(j)).map_or(ABSENT, |l| l as u32))
-                .collect()
-        })
-        .collect();
-    let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
-    if cat_locals.iter().all(|c| c.iter().all(|&x| x == ABSENT)) && !has_sparse {
-        return;
-    }
-    // Row i's dense-like values times w_i are scratch.b[col * n + i] (computed above).
     let cross = &mut scratch.cross;
     cross.clear();
     cross.resize(m * d, 0.0);
-    let mut wx = vec![0.0; d];
-    let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
     for i in 0..n {
         let wi = w[i];
         if wi == 0.0 {
             continue;
         }
-        for (col, x) in wx.iter_mut().enumerate() {
-            *x = scratch.b[col * n + i];
-        }
-        scratch.cats.clear();
-        for (cl, c) in cat_locals.iter().zip(&codes) {
-            let l = cl[c[i] as usize];
-            if l != ABSENT {
-                scratch.cats.push(l as usize);
-            }
-        }
+        let wz = score.as_ref().map_or(0.0, |(z, _)| wi * z[i]);
+        let wx = &brow[i * d..(i + 1) * d];
+        let cats = e.cats(i);
         // cat rows: with dense-like columns and with each other (locals increase with k).
-        for (a, &ca) in scratch.cats.iter().enumerate() {
-            for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(&wx) {
+        for (a, &ca) in cats.iter().enumerate() {
+            let ca = ca as usize;
+            for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(wx) {
                 *t += x;
             }
             let row = &mut acc[ca..];
-            for &cb in &scratch.cats[..a] {
-                row[cb * m] += wi;
+            for &cb in &cats[..a] {
+                row[cb as usize * m] += wi;
             }
             row[ca * m] += wi;
         }
-        if !has_sparse {
-            continue;
-        }
-        scratch.sparse.clear();
-        let (idx, val) = v.sparse_row(i);
-        for (&j, &x) in idx.iter().zip(val) {
-            if let Some(l) = s.local(layout.sparse_offset + j as usize) {
-                scratch.sparse.push((l, x));
+        let sparse = e.sparse(i);
+        if let Some((_, sc)) = score.as_mut() {
+            for &ca in cats {
+                sc[ca as usize] += wz;
+            }
+            for &(sa, xa) in sparse {
+                sc[sa as usize] += wz * xa;
             }
         }
         // sparse rows: with dense-like, cats, and earlier sparse entries.
-        for (a, &(sa, xa)) in scratch.sparse.iter().enumerate() {
+        for (a, &(sa, xa)) in sparse.iter().enumerate() {
+            let sa = sa as usize;
             let wxa = wi * xa;
-            for (t, &x) in cross[sa * d..sa * d + d].iter_mut().zip(&wx) {
+            for (t, &x) in cross[sa * d..sa * d + d].iter_mut().zip(wx) {
                 *t += xa * x;
             }
-            for &cb in &scratch.cats {
-                acc[cb * m + sa] += wxa;
+            for &cb in cats {
+                acc[cb as usize * m + sa] += wxa;
             }
-            for &(sb, xb) in &scratch.sparse[..a] {
-                acc[sb * m + sa] += wxa * xb;
+            for &(sb, xb) in &sparse[..a] {
+                acc[sb as usize * m + sa] += wxa * xb;
             }
             acc[sa * m + sa] += wxa * xa;
         }
@@ -387,6 +505,34 @@ pub fn sandwich(
         for (col, &x) in src.iter().enumerate() {
             acc[col * m + r] += x;
         }
+    }
+}
+
+/// [`x_beta`] using the sparse entries a [`SandwichScratch::gather`] of the same chunk and
+/// subset `s` found: the sparse block's part of `xᵢᵀβ` is read from the row's entries in the
+/// subset (β by local position, a table that stays in L1) instead of gathering β over every
+/// entry of the row. Exact when every non-zero sparse coefficient is in `s` — a penalised
+/// path's working set always holds its support; the caller checks it.
+pub fn x_beta_gathered(
+    v: &ChunkView,
+    layout: &Layout,
+    beta: &[f64],
+    s: &ColumnSubset,
+    scratch: &SandwichScratch,
+    out: &mut [f64],
+) {
+    x_beta_blocks(v, layout, beta, false, out);
+    let e = &scratch.entries;
+    if e.sp_ptr.is_empty() {
+        return;
+    }
+    let bl: Vec<f64> = s.columns().iter().map(|&j| beta[j]).collect();
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut t = 0.0;
+        for &(l, x) in e.sparse(i) {
+            t += bl[l as usize] * x;
+        }
+        *o += t;
     }
 }
 

@@ -3,7 +3,14 @@
 //! categoricals of 20 and 500 levels; a sparse block of width 100,000 with ~30 sorted distinct
 //! entries per row, popularity-skewed).
 //!
+//! Kernels: `x_beta`, `xt_v`, the sandwich per block pair (dense only, dense on a full chunk,
+//! with categoricals, with sparse columns), row quadratic forms, and the influence sketch's
+//! accumulation (projection and Gram).
+//!
 //! Run: `cargo bench --bench kernels -- --quick` (or without `--quick` for full statistics).
+//! Regressions: `cargo bench --bench kernels -- --save-baseline before` on the old commit, then
+//! `cargo bench --bench kernels -- --baseline before` on the new one (criterion prints the
+//! change per kernel; docs/PERFORMANCE.md).
 //! Throughput is reported in rows per second.
 
 use std::hint::black_box;
@@ -11,6 +18,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fulcrum::design::Layout;
+use fulcrum::influence::sketch::{project_rows, sketch_gram};
 use fulcrum::linalg::{row_quad_forms, sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch};
 use fulcrum::Chunk;
 
@@ -220,6 +228,39 @@ fn bench_row_quad_forms(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
+/// The influence sketch's accumulation per chunk: Z = diag(√w) X_S Ω (k = 256) and ZᵀZ, on
+/// the 539-column subset (intercept, dense, both categoricals) as `diagnose --leverage sketch`
+/// runs it on the p = 539 benchmark model.
+fn bench_sketch(c: &mut Criterion, f: &Fixture) {
+    const K: usize = 256;
+    let mut g = c.benchmark_group("sketch");
+    g.throughput(Throughput::Elements(N as u64));
+    let l = &f.full_layout;
+    let v = f.full.view();
+    let (_, s) = subsets(l).swap_remove(1);
+    let mut r = Rng(11);
+    let omega: Vec<Vec<f64>> = s
+        .columns()
+        .iter()
+        .map(|&j| {
+            if j == 0 {
+                Vec::new()
+            } else {
+                (0..K).map(|_| r.normal() / (K as f64).sqrt()).collect()
+            }
+        })
+        .collect();
+    let sqrt_w: Vec<f64> = f.w.iter().map(|w| w.sqrt()).collect();
+    g.bench_function(BenchmarkId::new("project_rows_k256", s.len()), |b| {
+        b.iter(|| project_rows(black_box(&v), l, &s, Some(0), &omega, black_box(&sqrt_w)))
+    });
+    let z = project_rows(&v, l, &s, Some(0), &omega, &sqrt_w);
+    g.bench_function(BenchmarkId::new("gram_k256", K + 1), |b| {
+        b.iter(|| sketch_gram(black_box(&z), N, K + 1))
+    });
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     let f = fixture();
     let nnz = f.full.indices.len();
@@ -232,6 +273,7 @@ fn kernels(c: &mut Criterion) {
     bench_xt_v(c, &f);
     bench_sandwich(c, &f);
     bench_row_quad_forms(c, &f);
+    bench_sketch(c, &f);
 }
 
 criterion_group! {

@@ -191,45 +191,69 @@ impl Projector {
         }
     }
 
-    /// The chunk's Z (n×K, column-major) and each row's weight, Pearson residual and id.
+    /// The chunk's Z (n×K, column-major) and each row's Pearson residual.
     fn chunk(&self, ds: &Dataset, fit: &Fit, v: &crate::chunk::ChunkView) -> (Vec<f64>, Vec<f64>) {
         let layout = &ds.design().layout;
         let n = v.n;
-        let kk = self.kk;
-        let off = self.intercept_local.is_some() as usize;
         let mut eta = Vec::new();
         eta_mu(v, fit, ds, &mut eta);
-        let rows = RowEntries::new(v, layout, &self.kept);
-        let mut z = vec![0.0; n * kk];
         let mut rp = vec![0.0; n];
-        let mut e = Vec::new();
-        let mut zi = vec![0.0; kk];
+        let mut sqrt_w = vec![0.0; n];
         for i in 0..n {
             let (y, a) = response(v, i);
             if a == 0.0 {
                 continue;
             }
             let mu = fit.link.inverse(eta[i]);
-            let w = hat_weight(fit, false, y, a, eta[i], mu).max(0.0);
+            sqrt_w[i] = hat_weight(fit, false, y, a, eta[i], mu).max(0.0).sqrt();
             rp[i] = (y - mu) * a.sqrt() / fit.family.variance(mu).sqrt();
-            zi.fill(0.0);
-            rows.fill(i, &mut e);
-            for &(l, x) in &e {
-                if Some(l) == self.intercept_local {
-                    zi[0] = x;
-                } else {
-                    for (t, &o) in zi[off..].iter_mut().zip(&self.omega[l]) {
-                        *t += x * o;
-                    }
-                }
-            }
-            let sw = w.sqrt();
-            for (c, &val) in zi.iter().enumerate() {
-                z[c * n + i] = sw * val;
-            }
         }
+        let z = project_rows(v, layout, &self.kept, self.intercept_local, &self.omega, &sqrt_w);
         (z, rp)
     }
+}
+
+/// The influence sketch's per-chunk kernel: Z = diag(√w) X_S Ω for the chunk's rows, n×K
+/// column-major with K = k + 1 when the intercept is in `kept` (at local `intercept_local`; it
+/// stays outside the projection, as Z's column 0) and K = k otherwise. `omega[l]` is Ω's row
+/// (length k) for local column l of `kept` (ignored for the intercept); rows with √w = 0 give
+/// zero rows.
+pub fn project_rows(
+    v: &crate::chunk::ChunkView,
+    layout: &crate::design::Layout,
+    kept: &ColumnSubset,
+    intercept_local: Option<usize>,
+    omega: &[Vec<f64>],
+    sqrt_w: &[f64],
+) -> Vec<f64> {
+    let n = v.n;
+    let off = intercept_local.is_some() as usize;
+    let k = omega.iter().map(Vec::len).max().unwrap_or(0);
+    let kk = k + off;
+    let rows = RowEntries::new(v, layout, kept);
+    let mut z = vec![0.0; n * kk];
+    let mut e = Vec::new();
+    let mut zi = vec![0.0; kk];
+    for (i, &sw) in sqrt_w.iter().enumerate().take(n) {
+        if sw == 0.0 {
+            continue;
+        }
+        zi.fill(0.0);
+        rows.fill(i, &mut e);
+        for &(l, x) in &e {
+            if Some(l) == intercept_local {
+                zi[0] = x;
+            } else {
+                for (t, &o) in zi[off..].iter_mut().zip(&omega[l]) {
+                    *t += x * o;
+                }
+            }
+        }
+        for (c, &val) in zi.iter().enumerate() {
+            z[c * n + i] = sw * val;
+        }
+    }
+    z
 }
 
 /// What [`sketch`] reports besides the rows.
@@ -263,7 +287,7 @@ pub fn sketch(
     // Pass 1: G = ZᵀZ, summed per chunk in a fixed order (deterministic for any thread count).
     let grams: Vec<Vec<f64>> = ds.cache.par_map(|_, v| {
         let (z, _) = proj.chunk(ds, fit, &v);
-        gram(&z, v.n, kk)
+        sketch_gram(&z, v.n, kk)
     });
     let mut g = vec![0.0; kk * kk];
     for part in grams {
@@ -408,8 +432,9 @@ pub fn accuracy(hat: &[f64], cooks: &[f64], hat_a: &[f64], cooks_a: &[f64]) -> A
     }
 }
 
-/// ZᵀZ (K×K, both triangles) of a column-major n×K block.
-fn gram(z: &[f64], n: usize, kk: usize) -> Vec<f64> {
+/// ZᵀZ (K×K, both triangles, column-major) of a column-major n×K block: the influence
+/// sketch's per-chunk Gram, summed over chunks in its first pass.
+pub fn sketch_gram(z: &[f64], n: usize, kk: usize) -> Vec<f64> {
     use faer::linalg::matmul::matmul;
     use faer::{Accum, MatMut, MatRef, Par};
     let mut g = vec![0.0; kk * kk];

@@ -75,8 +75,8 @@ def fulcrum_diagnose(a, data, out, cache, extra=(), env=None, gib=None):
            "--cache-dir", cache, "--out", out, "-q", *extra]
     r = slim(measure(cmd, quiet_max_s=a.quiet_wait, timeline_dt=1.0, env=env))
     s = summary(out)
-    r["summary"] = {k: s.get(k) for k in ("n_obs", "n_params", "rank", "iterations", "passes", "deviance", "converged",
-                                          "timing_s")}
+    r["summary"] = {k: s.get(k) for k in ("n_obs", "n_params", "rank", "iterations", "passes", "passes_fit",
+                                          "passes_total", "deviance", "converged", "timing_s")}
     return r
 
 
@@ -392,7 +392,7 @@ def table(r):
             w = best_run(e["warm"])
             sm = w["summary"]
             t = sm["timing_s"]
-            passes = sm.get("passes") or (sm.get("iterations", 0) + 1)
+            passes = sm.get("passes_fit") or sm.get("passes") or 0
             fit_t = t.get("fit_total", t.get("fit", 0.0))
             row(f"{key.upper()}: wall cache build / reused; fit / diagnostics; passes; fit time per pass",
                 f"{_s(e['cold']['wall_s'])} / {_s(w['wall_s'])}; {_s(fit_t)} / {_s(t.get('diagnostics', 0.0))}; "

@@ -521,6 +521,8 @@ struct Fitted {
     opts: fulcrum::glm::FitOptions,
     out: PathBuf,
     fit_s: f64,
+    /// Passes over the chunk cache the fit made (the whole path when penalised).
+    fit_passes: usize,
     /// The penalised path, with the index of the selected point.
     path: Option<(fulcrum::glm::Path, usize)>,
 }
@@ -542,6 +544,8 @@ impl Fitted {
         let mut timing = vec![("fit_total", self.fit_s)];
         timing.extend_from_slice(extra_timing);
         let mut summary = fulcrum::report::fit_summary(&self.ds, &self.fit, &self.opts, &timing);
+        summary["passes_fit"] = self.fit_passes.into();
+        summary["passes_total"] = self.ds.cache.passes().into();
         if let Some((path, sel)) = &self.path {
             summary["path"] = fulcrum::report::path_json(&self.ds, path);
             summary["selected_lambda_index"] = (*sel).into();
@@ -565,27 +569,32 @@ impl FitArgs {
         let out = fulcrum::report::prepare_out_dir(&self.out)?;
         let ds = self.model.load()?;
         let t = std::time::Instant::now();
+        let passes0 = ds.cache.passes();
         if self.glm.is_path() {
             let po = self.glm.path_options(&opts, ds.design())?;
             let path = fulcrum::glm::fit_path(&ds, &po)?;
             let sel = self.glm.select_lambda.unwrap_or(path.points.len() - 1);
             let fit = fulcrum::glm::fit_at(&ds, &path, sel)?;
+            let fit_passes = ds.cache.passes() - passes0;
             return Ok(Fitted {
                 ds,
                 fit,
                 opts,
                 out,
                 fit_s: t.elapsed().as_secs_f64(),
+                fit_passes,
                 path: Some((path, sel)),
             });
         }
         let fit = fulcrum::glm::fit(&ds, &opts)?;
+        let fit_passes = ds.cache.passes() - passes0;
         Ok(Fitted {
             ds,
             fit,
             opts,
             out,
             fit_s: t.elapsed().as_secs_f64(),
+            fit_passes,
             path: None,
         })
     }

@@ -219,7 +219,7 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     let t1 = Instant::now();
     let status = match ChunkCache::open(&dir, &fps, &shash, Verify::Checksums) {
         Ok(cache) => {
-            return Ok(Dataset {
+            let ds = Dataset {
                 cache,
                 inputs: paths,
                 status: CacheStatus::Reused,
@@ -228,7 +228,9 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
                     build_s: 0.0,
                     map_s: t1.elapsed().as_secs_f64(),
                 },
-            })
+            };
+            check_levels(&ds)?;
+            return Ok(ds);
         }
         Err(Staleness::Missing) => CacheStatus::Built,
         Err(Staleness::Invalid(reason)) => {
@@ -246,7 +248,7 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
         path: dir.clone(),
         msg: format!("freshly built cache failed validation: {s:?}"),
     })?;
-    Ok(Dataset {
+    let ds = Dataset {
         cache,
         inputs: paths,
         status,
@@ -255,7 +257,27 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
             build_s,
             map_s: t2.elapsed().as_secs_f64(),
         },
-    })
+    };
+    check_levels(&ds)?;
+    Ok(ds)
+}
+
+/// A categorical term needs at least 2 levels among the rows modelled (R: "contrasts can be
+/// applied only to factors with 2 or more levels"). Checked on every load, built or reused: the
+/// cache of such data is a correct cache, the model is what cannot be formed.
+fn check_levels(ds: &Dataset) -> Result<()> {
+    let design = ds.design();
+    for (t, l) in design.spec.categorical.iter().zip(&design.levels) {
+        if l.len() < 2 {
+            return Err(Error::Input(format!(
+                "column '{}' has a single level{} in the {} rows modelled: a categorical term needs at least 2 levels",
+                t.column,
+                l.first().map(|v| format!(" ('{v}')")).unwrap_or_default(),
+                ds.counts().n_obs
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn design_filters(spec: &DesignSpec) -> Vec<String> {

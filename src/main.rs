@@ -1244,6 +1244,15 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // A write past the file-size limit (`ulimit -f`) should fail with EFBIG, which the library
+    // reports and cleans up after, instead of killing the process with SIGXFSZ halfway through
+    // writing a cache or an output file.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code; it is done
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Panics inside the Parquet decoder are corrupt input, reported as an error by the library;
     // any other panic is a fulcrum bug and is reported as one.
     std::panic::set_hook(Box::new(|info| {

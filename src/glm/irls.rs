@@ -347,7 +347,10 @@ fn validate(ds: &Dataset, family: Family) -> Result<Totals> {
         }
     }
     if tot.n_ok == 0 {
-        return Err(Error::Input("every row has zero weight".into()));
+        let col = ds.design().spec.weights.clone().unwrap_or_else(|| "weights".into());
+        return Err(Error::Input(format!(
+            "column '{col}': every row has zero weight (zero-weight rows are left out of the fit, like R)"
+        )));
     }
     Ok(tot)
 }
@@ -667,6 +670,20 @@ pub(crate) fn prepare(ds: &Dataset, family: Family) -> Result<(Totals, Vec<Strin
         ));
     }
     let tot = validate(ds, family)?;
+    if family == Family::Binomial && tot.sum_w > 0.0 && (tot.sum_wy == 0.0 || tot.sum_wy == tot.sum_w) {
+        // glmnet refuses this ("one binomial class has 1 or 0 observations"); R's glm would
+        // drive the intercept to ±∞ and report separation. Nothing can be learned either way.
+        return Err(Error::Input(format!(
+            "column '{}': every one of the {} rows modelled is {}: a binomial model needs both outcomes",
+            design.spec.response,
+            tot.n_ok,
+            if tot.sum_wy == 0.0 {
+                "0 (failure)"
+            } else {
+                "1 (success)"
+            }
+        )));
+    }
     let mut warnings = Vec::new();
     if tot.non_integer > 0 {
         warnings.push(format!(
@@ -724,6 +741,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
                 .collect()
         }
     };
+    crate::linalg::chol::check_dense_fits(p, design, "an unpenalised or ridge fit")?;
     let penalty_of = |beta: &[f64]| -> f64 { beta.iter().zip(&ridge).map(|(b, r)| r * b * b).sum() };
     let all = ColumnSubset::all(p);
     let mut timing = vec![("validate".to_string(), t0.elapsed().as_secs_f64())];

@@ -113,9 +113,66 @@ impl GramFactor {
     }
 }
 
+/// Bytes of memory available to this process (Linux: `MemAvailable` of /proc/meminfo), if known.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuse, with a message saying why and what to do, a model whose dense m×m information
+/// matrix cannot be held: a pass accumulates XᵀWX (m² doubles, in up to a few partial copies
+/// of at most 2 GiB together or one when larger) and the Cholesky factor and inverse take two
+/// more, so about 3·8·m² bytes. Without this check a categorical with 10⁶ levels asks the
+/// allocator for terabytes and the process aborts.
+pub fn check_dense_fits(m: usize, design: &crate::design::Design, what: &str) -> Result<()> {
+    let need = 3.0 * 8.0 * (m as f64) * (m as f64);
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    if need <= avail as f64 {
+        return Ok(());
+    }
+    let widest = design
+        .spec
+        .categorical
+        .iter()
+        .zip(&design.levels)
+        .max_by_key(|(_, l)| l.len())
+        .map(|(t, l)| format!("; the widest categorical, '{}', has {} levels", t.column, l.len()))
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "{what} needs the {m} × {m} information matrix XᵀWX in memory, about {} (three copies), \
+         and {} is available ({m} columns{widest}). Fit a lasso or group-lasso path instead \
+         (--penalty lasso|group: only the working set's Gram is held), or merge rare levels",
+        human_bytes(need),
+        human_bytes(avail as f64)
+    )))
+}
+
+/// `n` bytes with a binary unit (KiB … TiB).
+fn human_bytes(n: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut x = n;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    format!("{x:.1} {}", units[u])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(512.0), "512.0 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(3.0 * 8.0 * 1e12), "21.8 TiB");
+    }
 
     fn gram(x: &[Vec<f64>]) -> (Vec<f64>, usize) {
         let p = x[0].len();

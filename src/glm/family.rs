@@ -112,6 +112,32 @@ impl Family {
         }
     }
 
+    /// Size of the numbers [`Family::unit_deviance`] cancels to compute d(y, μ): its rounding
+    /// error is a few ε times this, whatever the size of d itself. Poisson's y·ln(y/μ) − (y − μ)
+    /// at counts of 10⁹ fitted exactly is 1e-6 out of terms of 10⁹ (scale 2(|y| + |μ|)); a
+    /// Gaussian's (y − μ)² errs by 2|y − μ| times the rounding of y − μ; binomial and Gamma
+    /// terms are logarithms and ratios of size 1 + y|ln μ| + (1 − y)|ln(1 − μ)| or
+    /// 1 + |y/μ| + |ln(y/μ)|. Infinite only where the unit deviance is.
+    #[inline]
+    pub fn deviance_scale(self, y: f64, mu: f64) -> f64 {
+        match self {
+            Family::Binomial => {
+                // The terms y·ln(y/μ) and (1 − y)·ln((1 − y)/(1 − μ)), zero when their factor is
+                // (μ = 1 exactly is common with cloglog and is fine for y = 1).
+                let a = if y > 0.0 { y * mu.ln().abs() } else { 0.0 };
+                let b = if y < 1.0 {
+                    (1.0 - y) * (1.0 - mu).ln().abs()
+                } else {
+                    0.0
+                };
+                2.0 * (1.0 + a + b)
+            }
+            Family::Poisson => 2.0 * (y.abs() + mu.abs()),
+            Family::Gaussian => 2.0 * (y - mu).abs() * (y.abs() + mu.abs()),
+            Family::Gamma => 2.0 * (1.0 + (y / mu).abs() + (y / mu).ln().abs()),
+        }
+    }
+
     /// dV/dμ.
     #[inline]
     pub fn variance_deriv(self, mu: f64) -> f64 {
@@ -475,6 +501,53 @@ pub fn valid_mu(family: Family, mu: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Moving μ by one ulp (the rounding any computation of μ carries) changes the unit
+    /// deviance by less than 4ε·deviance_scale: the bound the IRLS noise floor relies on.
+    #[test]
+    fn deviance_scale_bounds_the_rounding_of_the_unit_deviance() {
+        let cases: [(Family, &[f64], &[f64]); 4] = [
+            (
+                Family::Binomial,
+                &[0.0, 0.3, 1.0],
+                &[1e-300, 1e-12, 0.2, 0.5, 0.999, 1.0 - 1e-12],
+            ),
+            (
+                Family::Poisson,
+                &[0.0, 3.0, 1e9, 1e15],
+                &[1e-8, 2.5, 1e9 + 37.0, 1e15 * (1.0 + 1e-9)],
+            ),
+            (Family::Gaussian, &[-1e6, 0.0, 1e4], &[-1e6 + 0.5, 3.0, 1e4 + 1e-3]),
+            (Family::Gamma, &[1e-12, 1.0, 1e8], &[1.1e-12, 0.5, 1e8 * 1.01]),
+        ];
+        for (fam, ys, mus) in cases {
+            for &y in ys {
+                for &mu in mus {
+                    let d = fam.unit_deviance(y, mu);
+                    let up = fam.unit_deviance(y, mu * (1.0 + f64::EPSILON));
+                    let tol = 4.0 * f64::EPSILON * fam.deviance_scale(y, mu);
+                    // The exact change from moving μ by ε·μ is d′(μ)·εμ; only the part of it
+                    // that is pure rounding must be covered, so compare against the larger of
+                    // the two.
+                    let exact = match fam {
+                        Family::Gaussian => 2.0 * (mu - y) * mu * f64::EPSILON,
+                        Family::Poisson => 2.0 * (mu - y) * f64::EPSILON,
+                        Family::Gamma => 2.0 * (mu - y) / mu * f64::EPSILON,
+                        Family::Binomial => 2.0 * (mu - y) / (1.0 - mu) * f64::EPSILON,
+                    };
+                    assert!(
+                        (up - d).abs() <= tol + 2.0 * exact.abs(),
+                        "{fam:?} y={y} mu={mu}: change {} > tol {tol}",
+                        (up - d).abs()
+                    );
+                    assert!(fam.deviance_scale(y, mu).is_finite());
+                }
+            }
+        }
+        // μ = 1 exactly (cloglog saturates there) with y = 1 is a zero term, not an infinite one.
+        assert!(Family::Binomial.deviance_scale(1.0, 1.0).is_finite());
+        assert!(Family::Binomial.deviance_scale(0.0, 0.0).is_finite());
+    }
 
     #[test]
     fn links_invert() {

@@ -387,6 +387,9 @@ pub(crate) struct PassStats {
     pub score_cols: ScoreCols,
     /// Σ aᵢ d(yᵢ, μᵢ).
     pub dev: Sum,
+    /// Σ (aᵢ·[`Family::deviance_scale`])²: the sizes of the numbers the deviance's terms are
+    /// computed from, which set its rounding noise ([`PassStats::dev_noise`]).
+    pub dev_scale: Sum,
     /// Σ aᵢ (yᵢ − μᵢ)²/V(μᵢ).
     pub pearson: Sum,
     /// Null-model deviance (first pass only).
@@ -402,12 +405,23 @@ pub(crate) struct PassStats {
 }
 
 impl PassStats {
+    /// Absolute rounding noise of the pass's deviance: each term is computed from numbers of
+    /// size sᵢ = aᵢ·[`Family::deviance_scale`] and errs by about ε·sᵢ, independently, so the
+    /// sum errs by about 2ε·√(Σ sᵢ²); two fits equal to the last bit can differ by this much.
+    /// An increase below it is not divergence, and two changes in a row below it are not
+    /// progress. (It is an estimate: a single change below it can still be Newton's last real
+    /// step, as in the star98 cloglog fit.)
+    pub fn dev_noise(&self) -> f64 {
+        2.0 * f64::EPSILON * self.dev_scale.value().sqrt()
+    }
+
     fn zeros(p: usize, m: usize) -> Self {
         PassStats {
             gram: vec![0.0; m * m],
             xtwz: vec![0.0; p],
             score_cols: ScoreCols::All,
             dev: Sum::default(),
+            dev_scale: Sum::default(),
             pearson: Sum::default(),
             null_dev: Sum::default(),
             invalid: 0,
@@ -424,6 +438,7 @@ impl PassStats {
             *a += b;
         }
         self.dev.merge(o.dev);
+        self.dev_scale.merge(o.dev_scale);
         self.pearson.merge(o.pearson);
         self.null_dev.merge(o.null_dev);
         self.invalid += o.invalid;
@@ -537,6 +552,10 @@ pub(crate) fn irls_pass(
                 let d = link.mu_eta(eta);
                 let var = family.variance(mu);
                 acc.dev.add(w * family.unit_deviance(y, mu));
+                let scale = w * family.deviance_scale(y, mu);
+                if scale.is_finite() {
+                    acc.dev_scale.add(scale * scale);
+                }
                 acc.pearson.add(w * (y - mu) * (y - mu) / var);
                 match family {
                     Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
@@ -785,6 +804,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let mut iterations = 1usize;
     let mut converged = false;
     let mut halved = false;
+    let mut last_within_noise = false;
     let st = loop {
         let mut st = irls_pass(
             ds,
@@ -799,7 +819,8 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         let mut halvings = 0;
         loop {
             let bad = !obj.is_finite() || st.invalid > 0;
-            let worse = beta_prev.is_some() && obj > dev_prev + 1e-9 * (obj.abs() + 0.1);
+            let slack = (1e-9 * (obj.abs() + 0.1)).max(st.dev_noise());
+            let worse = beta_prev.is_some() && obj > dev_prev + slack;
             if !bad && !worse {
                 break;
             }
@@ -831,7 +852,15 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             obj = st.dev.value() + penalty_of(&beta);
         }
         let change = (obj - dev_prev).abs();
-        if change / (obj.abs() + 0.1) < opts.tol && change < opts.tol.max(deviance_resolution(tot.n_ok) * obj.abs()) {
+        // R's criterion, |ΔD|/(|D| + 0.1) < tol; or two changes in a row within the deviance's
+        // rounding noise, which no further iteration can reduce (R iterates on to maxit there
+        // and reports non-convergence, e.g. an exact Poisson fit to counts of 10⁹). Two, because
+        // Newton's last real steps can be as small as the noise estimate.
+        let within_noise = change <= st.dev_noise();
+        if (within_noise && last_within_noise)
+            || (change / (obj.abs() + 0.1) < opts.tol
+                && change < opts.tol.max(deviance_resolution(tot.n_ok) * obj.abs()))
+        {
             converged = true;
             break st;
         }
@@ -841,6 +870,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         factor = GramFactor::new(&st.gram, p, &factor.kept.clone(), &ridge, ALIAS_TOL)?;
         beta_prev = Some(beta.clone());
         dev_prev = obj;
+        last_within_noise = within_noise;
         beta = scatter(&factor, factor.solve(&st.xtwz));
         iterations += 1;
     };

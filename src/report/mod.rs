@@ -47,7 +47,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Create the output directory (or check an existing one is a writable directory).
+/// Create the output directory (or check an existing one is a writable directory), and remove
+/// the temporaries a killed earlier run left in it ([`crate::store::remove_stale_temps`]).
 pub fn prepare_out_dir(dir: &Path) -> Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::Usage(format!(
@@ -56,6 +57,8 @@ pub fn prepare_out_dir(dir: &Path) -> Result<PathBuf> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // Temporaries of a run that was killed while writing here are removed (never renamed).
+    crate::store::remove_stale_temps(dir);
     Ok(dir.to_path_buf())
 }
 

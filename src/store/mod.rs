@@ -598,6 +598,64 @@ impl ChunkCache {
     }
 }
 
+/// Remove, from `dir`, the temporaries of processes that no longer exist: entries named
+/// `.<name>.tmp-<pid>` or `.<name>.tmp-<pid>-<nonce>` (a cache being built, an output being
+/// written) whose process was killed before it could rename or clean them up. Entries of live
+/// processes — another run at work in the same directory — are left alone; so is anything whose
+/// process cannot be checked (non-Unix). Best effort: errors are ignored. Returns how many were
+/// removed.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name) else {
+            continue;
+        };
+        if process_alive(pid) != Some(false) {
+            continue;
+        }
+        let p = e.path();
+        let ok = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        removed += ok.is_ok() as usize;
+    }
+    removed
+}
+
+/// The pid in a temporary's name `.<name>.tmp-<pid>[-<nonce>]`, if it is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let rest = &name[name.rfind(".tmp-")? + 5..];
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Whether process `pid` exists (None: cannot tell on this platform).
+fn process_alive(pid: u32) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        let pid = libc::pid_t::try_from(pid).ok()?;
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        let r = unsafe { libc::kill(pid, 0) };
+        if r == 0 {
+            return Some(true);
+        }
+        Some(std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
 /// Builds a cache in a temporary directory next to its final location; removed on drop unless
 /// [`CacheBuilder::finish`] publishes it.
 pub struct CacheBuilder {
@@ -614,6 +672,8 @@ impl CacheBuilder {
             path: parent.to_path_buf(),
             msg: format!("cannot create the cache directory ({e}); choose another with --cache-dir"),
         })?;
+        // Half-built caches of runs that were killed (SIGKILL, power loss) are recovered here.
+        remove_stale_temps(parent);
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -752,6 +812,15 @@ impl Drop for CacheBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_owner_reads_the_pid_of_temporary_names() {
+        assert_eq!(temp_owner(".abc123.tmp-4242-1795362761051742047"), Some(4242));
+        assert_eq!(temp_owner(".diagnostics.parquet.tmp-77"), Some(77));
+        assert_eq!(temp_owner("diagnostics.parquet"), None);
+        assert_eq!(temp_owner(".hidden"), None);
+        assert_eq!(temp_owner(".x.tmp-notapid"), None);
+    }
 
     #[test]
     fn chunk_file_round_trip() {

@@ -262,6 +262,46 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     Ok(ds)
 }
 
+/// Memory a design holds per coefficient whatever the model: its name, and the p-length vectors
+/// of coefficients, scores and per-thread pass accumulators (measured order of magnitude).
+const BYTES_PER_COLUMN: f64 = 256.0;
+
+/// Refuse a design whose number of columns cannot even be held: a sparse index of 2³⁰ (or a
+/// declared width of 10¹²) would otherwise ask the allocator for tens of gigabytes for the
+/// coefficient names alone and abort the process.
+fn check_width(spec: &DesignSpec, levels: &[Vec<String>], widths: &[u64], max_idx: &[Option<u64>]) -> Result<()> {
+    let p = spec.intercept as u64
+        + spec.numeric.len() as u64
+        + levels.iter().map(|l| l.len() as u64).sum::<u64>()
+        + widths.iter().sum::<u64>();
+    let need = p as f64 * BYTES_PER_COLUMN;
+    let avail = crate::linalg::chol::available_memory().map_or(u32::MAX as f64 * BYTES_PER_COLUMN, |a| a as f64);
+    if need <= avail {
+        return Ok(());
+    }
+    let why = spec
+        .sparse
+        .iter()
+        .zip(widths.iter().zip(max_idx))
+        .max_by_key(|(_, (w, _))| **w)
+        .map(|(t, (w, m))| match (t.declared_width, m) {
+            (Some(d), _) => format!("column '{}' declares a sparse width of {d} in its metadata", t.column),
+            (None, Some(m)) => format!(
+                "column '{}' has a sparse index of {m}, so its block is {w} columns wide",
+                t.column
+            ),
+            (None, None) => String::new(),
+        })
+        .unwrap_or_default();
+    Err(Error::Input(format!(
+        "the design would have {p} columns ({why}): their names, coefficients and scores alone need \
+         about {:.1} GiB, more than the {:.1} GiB available. Hash the features into fewer columns, \
+         or declare the width you meant in the field's metadata (`p`)",
+        need / f64::from(1u32 << 30),
+        avail / f64::from(1u32 << 30)
+    )))
+}
+
 /// A categorical term needs at least 2 levels among the rows modelled (R: "contrasts can be
 /// applied only to factors with 2 or more levels"). Checked on every load, built or reused: the
 /// cache of such data is a correct cache, the model is what cannot be formed.
@@ -368,6 +408,7 @@ fn build(
         .zip(&max_idx)
         .map(|(t, m)| t.declared_width.unwrap_or(m.map_or(0, |x| x + 1)))
         .collect();
+    check_width(&spec, &levels, &widths, &max_idx)?;
     let design = Design::new(spec, levels, widths.clone());
     let term_offsets: Vec<u32> = widths
         .iter()

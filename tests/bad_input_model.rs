@@ -501,3 +501,28 @@ fn cache_tampered_between_runs_is_rebuilt() {
     assert_eq!(deviance(&s.path("out")), d0, "a damaged cache was used");
     assert_cache_published(&s.cache());
 }
+
+#[test]
+fn sparse_index_of_two_to_the_thirty() {
+    // Without a declared width the block is as wide as the largest index: 2³⁰ + 1 columns
+    // cannot be held (found by the parquet_design fuzzer as an out-of-memory abort).
+    let s = Scratch::new();
+    let (x, y) = xy(10);
+    let rows: Vec<Vec<(i32, f32)>> = (0..10)
+        .map(|i| vec![(i, 1.0), (if i == 3 { 1 << 30 } else { 20 }, 2.0)])
+        .collect();
+    let refs: Vec<&[(i32, f32)]> = rows.iter().map(Vec::as_slice).collect();
+    let p = file(
+        &s,
+        "wide.parquet",
+        vec![("y", f64s(&y)), ("x", f64s(&x)), ("feats", sparse(&refs))],
+    );
+    let r = run(&mut fit(&s, &p, "y ~ x + sparse(feats)", "binomial", &[]));
+    assert_model_failure(
+        &r,
+        INPUT,
+        &["column 'feats' has a sparse index of 1073741824", "Hash the features"],
+        &s,
+    );
+    assert_cache_clean(&s.cache());
+}

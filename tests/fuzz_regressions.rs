@@ -47,3 +47,11 @@ fn sparse_index_near_two_to_the_thirty_does_not_abort() {
     let msg = e.to_string();
     assert!(msg.contains("columns") && msg.contains("available"), "{msg}");
 }
+
+#[test]
+#[ignore = "open (issue 10): a 12-row file whose one sparse index is 83,886,087 builds 84M coefficient names and a manifest holding them — 72 s and 9 GB RSS natively (a 40 s libFuzzer timeout under ASan). The fix is to name the sparse block's columns on demand instead of storing them"]
+fn wide_inferred_sparse_block_is_cheap() {
+    let t0 = std::time::Instant::now();
+    let _ = replay_parquet_design("parquet_design-timeout-wide-sparse-names");
+    assert!(t0.elapsed().as_secs_f64() < 5.0, "took {:?}", t0.elapsed());
+}

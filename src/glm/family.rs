@@ -104,37 +104,30 @@ impl Family {
     /// Unit deviance d(y, μ) (multiply by the prior weight): R's `dev.resids` with weight 1.
     #[inline]
     pub fn unit_deviance(self, y: f64, mu: f64) -> f64 {
-        match self {
-            Family::Binomial => 2.0 * (ylogy(y, mu) + ylogy(1.0 - y, 1.0 - mu)),
-            Family::Poisson => 2.0 * (ylogy(y, mu) - (y - mu)),
-            Family::Gaussian => (y - mu) * (y - mu),
-            Family::Gamma => -2.0 * ((y / mu).ln() - (y - mu) / mu),
-        }
+        self.unit_deviance_and_scale(y, mu).0
     }
 
-    /// Size of the numbers [`Family::unit_deviance`] cancels to compute d(y, μ): its rounding
-    /// error is a few ε times this, whatever the size of d itself. Poisson's y·ln(y/μ) − (y − μ)
-    /// at counts of 10⁹ fitted exactly is 1e-6 out of terms of 10⁹ (scale 2(|y| + |μ|)); a
-    /// Gaussian's (y − μ)² errs by 2|y − μ| times the rounding of y − μ; binomial and Gamma
-    /// terms are logarithms and ratios of size 1 + y|ln μ| + (1 − y)|ln(1 − μ)| or
-    /// 1 + |y/μ| + |ln(y/μ)|. Infinite only where the unit deviance is.
+    /// [`Family::unit_deviance`] and the size of the numbers it cancels to get there, from the
+    /// same logarithms: d's rounding error is a few ε times that size, whatever the size of d.
+    /// Poisson's y·ln(y/μ) − (y − μ) at counts of 10⁹ fitted exactly is 1e-6 out of terms of
+    /// 10⁹ (size 2(|y| + |μ|)); a Gaussian's (y − μ)² errs by 2|y − μ| times the rounding of
+    /// y − μ; the binomial's two terms t₁, t₂ (each a factor up to 1 times a logarithm) give
+    /// 2(1 + |t₁| + |t₂|), the Gamma's 2(1 + |y/μ| + |ln(y/μ)|). The size is infinite only
+    /// where d is.
     #[inline]
-    pub fn deviance_scale(self, y: f64, mu: f64) -> f64 {
+    pub fn unit_deviance_and_scale(self, y: f64, mu: f64) -> (f64, f64) {
         match self {
             Family::Binomial => {
-                // The terms y·ln(y/μ) and (1 − y)·ln((1 − y)/(1 − μ)), zero when their factor is
-                // (μ = 1 exactly is common with cloglog and is fine for y = 1).
-                let a = if y > 0.0 { y * mu.ln().abs() } else { 0.0 };
-                let b = if y < 1.0 {
-                    (1.0 - y) * (1.0 - mu).ln().abs()
-                } else {
-                    0.0
-                };
-                2.0 * (1.0 + a + b)
+                let (t1, t2) = (ylogy(y, mu), ylogy(1.0 - y, 1.0 - mu));
+                (2.0 * (t1 + t2), 2.0 * (1.0 + t1.abs() + t2.abs()))
             }
-            Family::Poisson => 2.0 * (y.abs() + mu.abs()),
-            Family::Gaussian => 2.0 * (y - mu).abs() * (y.abs() + mu.abs()),
-            Family::Gamma => 2.0 * (1.0 + (y / mu).abs() + (y / mu).ln().abs()),
+            Family::Poisson => (2.0 * (ylogy(y, mu) - (y - mu)), 2.0 * (y.abs() + mu.abs())),
+            Family::Gaussian => ((y - mu) * (y - mu), 2.0 * (y - mu).abs() * (y.abs() + mu.abs())),
+            Family::Gamma => {
+                let r = y / mu;
+                let l = r.ln();
+                (-2.0 * (l - (y - mu) / mu), 2.0 * (1.0 + r.abs() + l.abs()))
+            }
         }
     }
 
@@ -503,7 +496,7 @@ mod tests {
     use super::*;
 
     /// Moving μ by one ulp (the rounding any computation of μ carries) changes the unit
-    /// deviance by less than 4ε·deviance_scale: the bound the IRLS noise floor relies on.
+    /// deviance by less than 4ε times its scale: the bound the IRLS noise floor relies on.
     #[test]
     fn deviance_scale_bounds_the_rounding_of_the_unit_deviance() {
         let cases: [(Family, &[f64], &[f64]); 4] = [
@@ -525,7 +518,7 @@ mod tests {
                 for &mu in mus {
                     let d = fam.unit_deviance(y, mu);
                     let up = fam.unit_deviance(y, mu * (1.0 + f64::EPSILON));
-                    let tol = 4.0 * f64::EPSILON * fam.deviance_scale(y, mu);
+                    let tol = 4.0 * f64::EPSILON * fam.unit_deviance_and_scale(y, mu).1;
                     // The exact change from moving μ by ε·μ is d′(μ)·εμ; only the part of it
                     // that is pure rounding must be covered, so compare against the larger of
                     // the two.
@@ -540,13 +533,13 @@ mod tests {
                         "{fam:?} y={y} mu={mu}: change {} > tol {tol}",
                         (up - d).abs()
                     );
-                    assert!(fam.deviance_scale(y, mu).is_finite());
+                    assert!(fam.unit_deviance_and_scale(y, mu).1.is_finite());
                 }
             }
         }
         // μ = 1 exactly (cloglog saturates there) with y = 1 is a zero term, not an infinite one.
-        assert!(Family::Binomial.deviance_scale(1.0, 1.0).is_finite());
-        assert!(Family::Binomial.deviance_scale(0.0, 0.0).is_finite());
+        assert!(Family::Binomial.unit_deviance_and_scale(1.0, 1.0).1.is_finite());
+        assert!(Family::Binomial.unit_deviance_and_scale(0.0, 0.0).1.is_finite());
     }
 
     #[test]

@@ -387,7 +387,7 @@ pub(crate) struct PassStats {
     pub score_cols: ScoreCols,
     /// Σ aᵢ d(yᵢ, μᵢ).
     pub dev: Sum,
-    /// Σ (aᵢ·[`Family::deviance_scale`])²: the sizes of the numbers the deviance's terms are
+    /// Σ (aᵢ·[`Family::unit_deviance_and_scale`])²: the sizes of the numbers the deviance's terms are
     /// computed from, which set its rounding noise ([`PassStats::dev_noise`]).
     pub dev_scale: Sum,
     /// Σ aᵢ (yᵢ − μᵢ)²/V(μᵢ).
@@ -406,7 +406,7 @@ pub(crate) struct PassStats {
 
 impl PassStats {
     /// Absolute rounding noise of the pass's deviance: each term is computed from numbers of
-    /// size sᵢ = aᵢ·[`Family::deviance_scale`] and errs by about ε·sᵢ, independently, so the
+    /// size sᵢ = aᵢ·[`Family::unit_deviance_and_scale`] and errs by about ε·sᵢ, independently, so the
     /// sum errs by about 2ε·√(Σ sᵢ²); two fits equal to the last bit can differ by this much.
     /// An increase below it is not divergence, and two changes in a row below it are not
     /// progress. (It is an estimate: a single change below it can still be Newton's last real
@@ -551,8 +551,9 @@ pub(crate) fn irls_pass(
                 }
                 let d = link.mu_eta(eta);
                 let var = family.variance(mu);
-                acc.dev.add(w * family.unit_deviance(y, mu));
-                let scale = w * family.deviance_scale(y, mu);
+                let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
+                acc.dev.add(w * dev_i);
+                let scale = w * scale;
                 if scale.is_finite() {
                     acc.dev_scale.add(scale * scale);
                 }

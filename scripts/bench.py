@@ -176,27 +176,24 @@ def sec_diag(a, res, save):
     fresh_dir(os.path.join(a.work, "benchcache-100k"))
     save()
     py = sys.executable
-    runs = []
-    for k in range(a.peer_reps):
-        log(f"diag: statsmodels fit + get_influence on 100k x 539, run {k + 1}/{a.peer_reps} ...")
-        o = os.path.join(a.work, "bench_tmp", "sm-100k.json")
-        r = slim(measure([py, os.path.join(SHARED, "bench_peers.py"), "statsmodels", "--data", a.in_1m,
-                          "--rows", "100000", "--out", o], quiet_max_s=a.quiet_wait))
-        with open(o) as f:
-            r["result"] = json.load(f)
-        runs.append(r)
-    out["statsmodels"] = runs
+
+    def peer_runs(what, script, peer, out_name):
+        runs = []
+        for k in range(a.peer_reps):
+            log(f"diag: {what} on 100k x 539, run {k + 1}/{a.peer_reps} ...")
+            o = os.path.join(a.work, "bench_tmp", out_name)
+            r = slim(measure([py, script, peer, "--data", a.in_1m, "--rows", "100000", "--out", o],
+                             quiet_max_s=a.quiet_wait))
+            with open(o) as f:
+                r["result"] = json.load(f)
+            runs.append(r)
+        return runs
+
+    out["statsmodels"] = peer_runs("statsmodels fit + get_influence", os.path.join(SHARED, "bench_peers.py"),
+                                   "statsmodels", "sm-100k.json")
     save()
-    runs = []
-    for k in range(a.peer_reps):
-        log(f"diag: glum unpenalised fit on 100k x 539, run {k + 1}/{a.peer_reps} ...")
-        o = os.path.join(a.work, "bench_tmp", "glum-100k.json")
-        r = slim(measure([py, os.path.join(HERE, "bench_peers_extra.py"), "glum_fit", "--data", a.in_1m,
-                          "--rows", "100000", "--out", o], quiet_max_s=a.quiet_wait))
-        with open(o) as f:
-            r["result"] = json.load(f)
-        runs.append(r)
-    out["glum"] = runs
+    out["glum"] = peer_runs("glum unpenalised fit", os.path.join(HERE, "bench_peers_extra.py"), "glum_fit",
+                            "glum-100k.json")
     res["diag"] = out
     save()
 

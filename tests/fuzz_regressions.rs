@@ -1,39 +1,16 @@
 //! Inputs the fuzzers (scripts/fuzz.sh) found to crash or abort fulcrum, replayed through the
 //! same path as their fuzz target: each must now give a result or a clean error. The files are
 //! in tests/fuzz_regressions/, named `<target>-<what it hit>`; for `parquet_design` the first
-//! byte picks the formula (as in fuzz/fuzz_targets/parquet_design.rs) and the rest is the file.
+//! byte picks the formula and the rest is the file (fuzz/replay/parquet_design.rs, shared with
+//! the fuzz target).
 
-use fulcrum::design::{ModelInput, NaPolicy};
-use fulcrum::ingest::IngestOptions;
-use fulcrum::progress::NoProgress;
+#[path = "../fuzz/replay/parquet_design.rs"]
+mod replay;
 
-/// The fuzz target's formulas, in its order.
-const FORMULAS: [&str; 6] = [
-    "y ~ .",
-    "y ~ x",
-    "y ~ x + g",
-    "y ~ log(x) + C(g) + sparse(feats)",
-    "cbind(y, x) ~ g - 1",
-    "y ~ x + offset(x) + group(g)",
-];
-
-fn replay_parquet_design(name: &str) -> fulcrum::error::Result<fulcrum::Dataset> {
+fn replay_parquet_design(name: &str) -> fulcrum::Result<fulcrum::Dataset> {
     let data = std::fs::read(format!("{}/tests/fuzz_regressions/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let (&k, bytes) = data.split_first().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("in.parquet");
-    std::fs::write(&file, bytes).unwrap();
-    let model = ModelInput {
-        formula: FORMULAS[k as usize % FORMULAS.len()].into(),
-        filters: Vec::new(),
-        na: if k & 0x80 == 0 { NaPolicy::Drop } else { NaPolicy::Error },
-        weights: None,
-    };
-    let opts = IngestOptions {
-        cache_dir: Some(dir.path().join("cache")),
-        chunk_rows: 5,
-    };
-    fulcrum::load(&[file.display().to_string()], &model, &opts, &NoProgress)
+    replay::load(&data, dir.path()).expect("a non-empty input")
 }
 
 #[test]

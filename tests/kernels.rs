@@ -2,7 +2,9 @@
 //! small designs (dense, categorical and sparse blocks, with and without intercept).
 
 use fulcrum::design::Layout;
-use fulcrum::linalg::{row_quad_forms, sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch};
+use fulcrum::linalg::{
+    row_quad_forms, sandwich, sandwich_gathered, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch,
+};
 use fulcrum::Chunk;
 use proptest::prelude::*;
 
@@ -139,7 +141,7 @@ proptest! {
     }
 
     #[test]
-    fn sandwich_matches_dense(c in case(), pick in any::<u64>(), all in any::<bool>()) {
+    fn sandwich_matches_dense(c in case(), pick in any::<u64>(), all in any::<bool>(), padded in any::<bool>()) {
         let x = dense_x(&c);
         let p = c.layout.p;
         let cols: Vec<usize> = if all { (0..p).collect() } else { (0..p).filter(|j| (pick >> (j % 64)) & 1 == 1).collect() };
@@ -149,10 +151,19 @@ proptest! {
         // Signed weights: the kernel must not assume w >= 0 (observed Hessians can be negative).
         let w: Vec<f64> = v.weight.iter().zip(v.y).map(|(a, b)| a * b.signum()).collect();
         let mut acc = vec![0.0; m * m];
-        let mut scratch = SandwichScratch::default();
+        // Both accumulation strategies: the padded categorical scratch and compaction.
+        let mut scratch = if padded { SandwichScratch::default() } else { SandwichScratch::with_padded_limit(0) };
         sandwich(&v, &c.layout, &w, &s, &mut acc, &mut scratch);
-        // Accumulating twice doubles it (the kernel adds into acc).
-        sandwich(&v, &c.layout, &w, &s, &mut acc, &mut scratch);
+        // Accumulating twice doubles it (the kernel adds into acc); the second time with the
+        // subset's part of the score Σᵢ wᵢ zᵢ x_{i,S[l]}.
+        let z: Vec<f64> = (0..v.n).map(|i| (i as f64 * 0.37).sin()).collect();
+        let mut score = vec![1.0; m];
+        scratch.gather(&v, &c.layout, &s);
+        sandwich_gathered(&v, &c.layout, &w, &s, &mut acc, Some((&z, &mut score)), &mut scratch);
+        for (l, &j) in cols.iter().enumerate() {
+            let want: f64 = 1.0 + x.iter().enumerate().map(|(i, r)| w[i] * z[i] * r[j]).sum::<f64>();
+            prop_assert!(close(score[l], want), "score {j}: {} vs {want}", score[l]);
+        }
         symmetrize_lower(&mut acc, m);
         for (a, &ja) in cols.iter().enumerate() {
             for (b, &jb) in cols.iter().enumerate() {

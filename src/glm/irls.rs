@@ -536,12 +536,16 @@ pub(crate) fn irls_pass(
                     s.z[i] = 0.0;
                     continue;
                 }
-                let (eta, mu) = match eval {
+                let (eta, mu, d) = match eval {
                     Eval::Start { ybar } => {
                         let mu = family.mustart(link, y, w, ybar);
-                        (link.link(mu), mu)
+                        let eta = link.link(mu);
+                        (eta, mu, link.mu_eta(eta))
                     }
-                    Eval::Beta(_) => (s.eta[i], link.inverse(s.eta[i])),
+                    Eval::Beta(_) => {
+                        let (mu, d) = link.inverse_and_mu_eta(s.eta[i]);
+                        (s.eta[i], mu, d)
+                    }
                 };
                 if !valid_mu(family, mu) || !eta.is_finite() {
                     acc.invalid += 1;
@@ -549,7 +553,6 @@ pub(crate) fn irls_pass(
                     s.z[i] = 0.0;
                     continue;
                 }
-                let d = link.mu_eta(eta);
                 let var = family.variance(mu);
                 let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
                 acc.dev.add(w * dev_i);
@@ -578,12 +581,14 @@ pub(crate) fn irls_pass(
                 s.w[i] = w * d * d / var;
                 acc.sum_w.add(s.w[i]);
             }
+            // With every column in the subset, the sandwich's row loop computes the whole score
+            // too (one walk over the chunk instead of two).
             match cols {
-                ScoreCols::All => {
+                ScoreCols::All if m < p => {
                     sandwich_gathered(&v, layout, &s.w, subset, &mut acc.gram, None, &mut s.sandwich);
                     xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
                 }
-                ScoreCols::Subset => {
+                ScoreCols::All | ScoreCols::Subset => {
                     let mut score = std::mem::take(&mut s.score);
                     score.clear();
                     score.resize(m, 0.0);

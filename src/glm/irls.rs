@@ -811,6 +811,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let mut converged = false;
     let mut halved = false;
     let mut last_within_noise = false;
+    let mut stalled = false;
     let st = loop {
         let mut st = irls_pass(
             ds,
@@ -839,6 +840,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
                 if bad {
                     return Err(Error::Numerical("inner loop: cannot correct step size".into()));
                 }
+                stalled = true;
                 break;
             }
             halvings += 1;
@@ -856,6 +858,16 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
                 ScoreCols::All,
             );
             obj = st.dev.value() + penalty_of(&beta);
+        }
+        if stalled {
+            // Thirty halvings of the Fisher step still raise the deviance: the information is
+            // too degenerate to give a descent direction (every fitted value 0 or 1, say).
+            // Stopping here is not convergence (R, which never halves on an increase, runs to
+            // maxit and reports non-convergence on such data).
+            warnings.push(format!(
+                "IRLS stalled at iteration {iterations}: 30 step-halvings could not reduce the deviance; the estimates are not a maximum"
+            ));
+            break st;
         }
         let change = (obj - dev_prev).abs();
         // R's criterion, |ΔD|/(|D| + 0.1) < tol; or two changes in a row within the deviance's

@@ -5,6 +5,7 @@ Subcommands:
   run                  time fulcrum fit vs statsmodels GLM.fit (Adult, 1M/100k synthetic, p = 20.5k);
                        write JSON + markdown table
   sm-fit KIND DATA OUT (internal) one statsmodels fit in a fresh process; KIND = adult | sparse
+  glum-fit DATA OUT    (internal) one glum fit of Adult in a fresh process (context for (a))
   head SRC OUT N       write the first N rows of SRC to OUT (pyarrow)
   table JSON           re-print the markdown table of a bench_fit.json
 
@@ -301,6 +302,45 @@ def best(runs, key="wall_s"):
 # ---------------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------------
+def glum_fit(data, out):
+    """glum's unpenalised binomial IRLS on Adult, loaded like sm_fit's, with the design as a
+    tabmat SplitMatrix (dense block + one CategoricalMatrix per factor, drop_first): glum's own
+    fast path for categorical designs, the state of the art this benchmark's target is set
+    against. Fit only is timed; gradient_tol 1e-8 (glum's default is 1e-4)."""
+    t_imp = time.perf_counter()
+    import glum
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import tabmat
+    from glum import GeneralizedLinearRegressor
+
+    t_imp = time.perf_counter() - t_imp
+    t0 = time.perf_counter()
+    df = pq.read_table(data).to_pandas()
+    df = df[df["split"].astype(str) == "train"]
+    df = df.dropna(subset=["income_gt50k"] + ADULT_NUM + ADULT_CAT).reset_index(drop=True)
+    parts = [tabmat.DenseMatrix(np.ascontiguousarray(df[ADULT_NUM].to_numpy(dtype=float)))]
+    for c in ADULT_CAT:
+        # Sorted levels, first dropped: the reference levels of fulcrum, R and reference.py.
+        cat = pd.Categorical(df[c].astype(str), categories=sorted(df[c].astype(str).unique()))
+        parts.append(tabmat.CategoricalMatrix(cat, drop_first=True))
+    X = tabmat.SplitMatrix(parts)
+    y = df["income_gt50k"].to_numpy(dtype=float)
+    t_load = time.perf_counter() - t0
+    m = GeneralizedLinearRegressor(family="binomial", alpha=0.0, fit_intercept=True, gradient_tol=1e-8, max_iter=100)
+    t0 = time.perf_counter()
+    m.fit(X, y)
+    t_fit = time.perf_counter() - t0
+    eta = X.matvec(np.asarray(m.coef_)) + float(m.intercept_)
+    dev = float(2.0 * np.sum(np.logaddexp(0, eta) - y * eta))
+    r = {"glum": glum.__version__, "tabmat": tabmat.__version__, "n_obs": int(X.shape[0]), "n_params": int(X.shape[1]) + 1,
+         "iterations": int(getattr(m, "n_iter_", -1)), "deviance": dev,
+         "timing_s": {"imports": t_imp, "load_and_design": t_load, "fit": t_fit, "total": t_load + t_fit}}
+    with open(out, "w") as f:
+        json.dump(r, f)
+
+
 def cmd_run(a):
     from bench_ingest import git_state, machine, prewarm  # same helpers as the ingest benchmark
 
@@ -383,8 +423,20 @@ def cmd_run(a):
     sa = sm_runs("(a) Adult", "adult", a.adult, a.reps)
     sa1 = sm_runs("(a) Adult", "adult", a.adult, a.reps, blas_threads=1)
     cmp_a = compare(fa.pop("coefficients"), sa["runs"][-1]["result"])
+    ga = []
+    for k in range(a.reps):
+        log(f"(a) Adult: glum fit, run {k + 1}/{a.reps} ...")
+        out_json = os.path.join(tmp, "glum-adult.json")
+        r = measure([sys.executable, os.path.abspath(__file__), "glum-fit", a.adult, out_json], quiet_max_s=qw)
+        with open(out_json) as f:
+            r["result"] = json.load(f)
+        r.pop("stdout", None)
+        ga.append(r)
+    glum_a = {"runs": ga, "best_fit_s": min(r["result"]["timing_s"]["fit"] for r in ga),
+              "best_load_and_design_s": min(r["result"]["timing_s"]["load_and_design"] for r in ga),
+              "iterations": ga[-1]["result"]["iterations"], "deviance": ga[-1]["result"]["deviance"]}
     res["adult"] = {"formula": FORMULA_A, "filter": "split=train", "fulcrum": strip(fa), "statsmodels": sa,
-                    "statsmodels_1thread": sa1, "coef_check": cmp_a}
+                    "statsmodels_1thread": sa1, "coef_check": cmp_a, "glum": glum_a}
 
     # ---- (b) 1M rows (fulcrum) vs 100k rows (statsmodels); coefficient check at 100k
     fb = fit_runs("(b) 1M", [a.in_1m], FORMULA_B, "b1m", a.reps, gib=a.prewarm)
@@ -496,6 +548,7 @@ def targets(res):
         "adult_e2e_speedup_warm": sa["best_total_s"] / fa["warm"]["best_wall_s"],
         "adult_e2e_speedup_cold_vs_sm_process": sa["best_process_wall_s"] / fa["cold"]["best_wall_s"],
         "adult_e2e_speedup_warm_vs_sm_process": sa["best_process_wall_s"] / fa["warm"]["best_wall_s"],
+        "adult_fit_only_speedup_vs_glum": (res["adult"]["glum"]["best_fit_s"] / fa["best_fit_total_s"]) if res["adult"].get("glum") else None,
         "sparse_1m_fulcrum_over_sm_100k_fit": fb["best_fit_total_s"] / sb["best_fit_s"],
         "sparse_1m_fulcrum_cold_wall_over_sm_100k_total": fb["cold"]["best_wall_s"] / sb["best_total_s"],
         "sparse_1m_fulcrum_warm_wall_over_sm_100k_total": fb["warm"]["best_wall_s"] / sb["best_total_s"],
@@ -542,6 +595,10 @@ def table(r):
         ("Speed-up, end-to-end: same, cache reused", "", "≥ 100×", f"{t['adult_e2e_speedup_warm']:.0f}×", ok(t["adult_e2e_speedup_warm"] >= 100)),
         ("Speed-up, process vs process (statsmodels incl. Python start), cache build / reused", "", "",
          f"{t['adult_e2e_speedup_cold_vs_sm_process']:.0f}× / {t['adult_e2e_speedup_warm_vs_sm_process']:.0f}×", ""),
+        *([(f"glum {r['adult']['glum']['runs'][-1]['result']['glum']} (tabmat split design, gradient_tol 1e-8): load + design / fit (best of {len(r['adult']['glum']['runs'])}); iterations; deviance",
+            f"{s(r['adult']['glum']['best_load_and_design_s'])} / {s(r['adult']['glum']['best_fit_s'])}; {r['adult']['glum']['iterations']}; {r['adult']['glum']['deviance']:.4f}", "", "", ""),
+           ("Speed-up, fit only, vs glum (context: no target)", "", "", f"{t['adult_fit_only_speedup_vs_glum']:.0f}×", "")]
+          if r["adult"].get("glum") else []),
         ("Coefficients vs statsmodels: max abs diff ({} coefs) / SE max abs diff".format(ca["n_compared"]),
          f"{ca['max_abs_diff_coef']:.1e} / {ca['max_abs_diff_se']:.1e} (`{ca['worst_se']['name']}`, SE {ca['worst_se']['statsmodels']:.4g})", "", "", ""),
         ("Peak RSS: fulcrum (cache build) / statsmodels process", f"{fa['cold']['max_rss_mib']:.0f} / {sa['max_rss_mib']:.0f} MiB", "", "", ""),
@@ -622,6 +679,9 @@ def main():
     s.add_argument("kind", choices=["adult", "sparse"])
     s.add_argument("data")
     s.add_argument("out")
+    g = sub.add_parser("glum-fit")
+    g.add_argument("data")
+    g.add_argument("out")
     t = sub.add_parser("table", help="re-print the table of a bench_fit.json (re-estimating (c)'s iterations)")
     t.add_argument("json")
     h = sub.add_parser("head")
@@ -631,6 +691,8 @@ def main():
     a = ap.parse_args()
     if a.cmd == "sm-fit":
         sm_fit(a.kind, a.data, a.out)
+    elif a.cmd == "glum-fit":
+        glum_fit(a.data, a.out)
     elif a.cmd == "table":
         with open(a.json) as f:
             res = json.load(f)

@@ -2,7 +2,8 @@
 # Fit benchmark of issue 3, in one run, fulcrum vs statsmodels 0.15 GLM.fit (IRLS) side by side:
 #   (a) Adult logistic (p = 81) from Parquet to summary.json: fulcrum whole-process wall time,
 #       first run (cache build) and warm run (cache reused), vs statsmodels load+design and fit
-#       (design from scripts/reference/reference.py, fitted the way reference.py fits it).
+#       (design from scripts/reference/reference.py, fitted the way reference.py fits it); and,
+#       for context, glum's fit of the same model on a tabmat split design.
 #   (b) synthetic 1M rows, y ~ x00 + ... + x19 + c20 + c500 (p = 539), binomial: fulcrum on all
 #       1M rows vs statsmodels on the first 100k rows; plus fulcrum on the same 100k rows and the
 #       max abs coefficient difference against statsmodels.
@@ -36,6 +37,10 @@ if ! python3 -c 'import statsmodels, pandas, pyarrow, numpy, scipy' 2>/dev/null 
     [ "$(python3 -c 'import statsmodels; print(statsmodels.__version__)')" != 0.15.0 ]; then
     say "installing statsmodels 0.15.0, pandas, pyarrow, numpy, scipy"
     python3 -m pip install --quiet statsmodels==0.15.0 pandas pyarrow numpy scipy
+fi
+if ! python3 -c 'import glum, tabmat' 2>/dev/null; then
+    say "installing glum 3.4.1 and tabmat 4.2.1 (the versions of ../shared/tools/SETUP.sh)"
+    python3 -m pip install --quiet --only-binary=:all: glum==3.4.1 tabmat==4.2.1
 fi
 if [ ! -x /usr/bin/time ]; then
     say "installing GNU time"

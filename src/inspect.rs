@@ -1,6 +1,8 @@
 //! `fulcrum inspect`: what the design looks like after ingest — row counts, blocks, levels,
 //! nnz, coefficient names, cache location and timings.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::ingest::{CacheStatus, Dataset, IngestTimings};
@@ -140,7 +142,7 @@ pub fn inspect(ds: &Dataset) -> InspectReport {
             categorical,
             sparse,
         },
-        coef_names: d.coef_names.clone(),
+        coef_names: d.coef_names().map(Cow::into_owned).collect(),
         cache: CacheInfo {
             path: ds.cache.dir().display().to_string(),
             status: match &ds.status {

@@ -437,7 +437,8 @@ impl GlmArgs {
                 )));
             }
             let cols = design.columns_of(col.trim()).ok_or_else(|| {
-                let names: Vec<&str> = design.coef_names.iter().map(String::as_str).collect();
+                let names = design.names_for_suggestions();
+                let names: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
                 Error::Usage(format!(
                     "--penalty-factor: {}",
                     fulcrum::design::spec::unknown_column_msg(col.trim(), &names)
@@ -553,7 +554,7 @@ impl Fitted {
             summary["standardize"] = path.options.standardize.into();
             summary["thresh"] = path.options.thresh.into();
             summary["passes"] = path.passes.into();
-            fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), &self.ds.design().coef_names, path)?;
+            fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), self.ds.design(), path)?;
         }
         for (k, d) in blocks {
             summary[k] = d;
@@ -920,12 +921,12 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
         block["note"] = "penalised fit: influence on the active set, with the ridge part (and the group-lasso curvature) of the penalty in M".into();
     }
     if !afif.inv.aliased.is_empty() {
-        let names = &f.ds.design().coef_names;
+        let design = f.ds.design();
         block["curvature_aliased"] = serde_json::json!(afif
             .inv
             .aliased
             .iter()
-            .map(|&k| names[f.fit.kept[k]].clone())
+            .map(|&k| design.coef_name(f.fit.kept[k]))
             .collect::<Vec<_>>());
     }
     match a.task {

@@ -1,7 +1,7 @@
 //! The `fulcrum` command line: a thin shell over the library (argument parsing, progress bars,
 //! output formatting, exit codes).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -1200,8 +1200,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             let ds = a.model.load()?;
             let report = fulcrum::inspect::inspect(&ds);
             if a.json {
-                let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?;
-                println!("{s}");
+                // Streamed: the coefficient names are formatted as they are written.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let stdout = |e: std::io::Error| Error::io("<stdout>", e);
+                serde_json::to_writer_pretty(&mut out, &report).map_err(|e| stdout(e.into()))?;
+                writeln!(out).and_then(|()| out.flush()).map_err(stdout)?;
             } else {
                 print!("{}", report.to_text());
             }

@@ -74,7 +74,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// The design (levels, layout, coefficient names).
+    /// The design (levels, layout; coefficient names on demand).
     pub fn design(&self) -> &Design {
         &self.cache.manifest().design
     }
@@ -262,13 +262,14 @@ pub fn load(inputs: &[String], model: &ModelInput, opts: &IngestOptions, progres
     Ok(ds)
 }
 
-/// Memory a design holds per coefficient whatever the model: its name, and the p-length vectors
-/// of coefficients, scores and per-thread pass accumulators (measured order of magnitude).
+/// Memory a model holds per coefficient whatever it is: the p-length vectors of coefficients,
+/// scores, standard errors and per-thread pass accumulators (measured order of magnitude; the
+/// load itself holds nothing per column).
 const BYTES_PER_COLUMN: f64 = 256.0;
 
 /// Refuse a design whose number of columns cannot even be held: a sparse index of 2³⁰ (or a
-/// declared width of 10¹²) would otherwise ask the allocator for tens of gigabytes for the
-/// coefficient names alone and abort the process.
+/// declared width of 10¹²) would otherwise have any fit ask the allocator for tens of gigabytes
+/// of p-length vectors and abort the process.
 fn check_width(spec: &DesignSpec, levels: &[Vec<String>], widths: &[u64], max_idx: &[Option<u64>]) -> Result<()> {
     let p = spec.intercept as u64
         + spec.numeric.len() as u64
@@ -294,7 +295,7 @@ fn check_width(spec: &DesignSpec, levels: &[Vec<String>], widths: &[u64], max_id
         })
         .unwrap_or_default();
     Err(Error::Input(format!(
-        "the design would have {p} columns ({why}): their names, coefficients and scores alone need \
+        "the design would have {p} columns ({why}): their coefficients, scores and accumulators alone need \
          about {:.1} GiB, more than the {:.1} GiB available. Hash the features into fewer columns, \
          or declare the width you meant in the field's metadata (`p`)",
         need / f64::from(1u32 << 30),

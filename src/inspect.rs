@@ -1,9 +1,41 @@
 //! `fulcrum inspect`: what the design looks like after ingest — row counts, blocks, levels,
 //! nnz, coefficient names, cache location and timings.
 
-use serde::Serialize;
+use std::borrow::Cow;
 
+use serde::{Serialize, Serializer};
+
+use crate::design::Design;
 use crate::ingest::{CacheStatus, Dataset, IngestTimings};
+
+/// The coefficient names of a design in layout order, serialised as a list of strings. They are
+/// computed while being serialised or iterated, never held: the text report does not show them,
+/// and a sparse block can be tens of millions of columns wide.
+#[derive(Debug, Clone)]
+pub struct CoefNames(Design);
+
+impl CoefNames {
+    /// Number of names (p).
+    pub fn len(&self) -> usize {
+        self.0.n_params()
+    }
+
+    /// Whether the design has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names in layout order (see [`Design::coef_name`]).
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Cow<'_, str>> + '_ {
+        self.0.coef_names()
+    }
+}
+
+impl Serialize for CoefNames {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// One categorical term in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -81,8 +113,8 @@ pub struct InspectReport {
     pub nnz: u64,
     /// Per-block sizes.
     pub blocks: Blocks,
-    /// Coefficient names in design order.
-    pub coef_names: Vec<String>,
+    /// Coefficient names in design order (computed when serialised).
+    pub coef_names: CoefNames,
     /// The chunk cache.
     pub cache: CacheInfo,
     /// Timings, seconds.
@@ -140,7 +172,7 @@ pub fn inspect(ds: &Dataset) -> InspectReport {
             categorical,
             sparse,
         },
-        coef_names: d.coef_names.clone(),
+        coef_names: CoefNames(d.clone()),
         cache: CacheInfo {
             path: ds.cache.dir().display().to_string(),
             status: match &ds.status {

@@ -1,7 +1,7 @@
 //! The `fulcrum` command line: a thin shell over the library (argument parsing, progress bars,
 //! output formatting, exit codes).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -437,7 +437,8 @@ impl GlmArgs {
                 )));
             }
             let cols = design.columns_of(col.trim()).ok_or_else(|| {
-                let names: Vec<&str> = design.coef_names.iter().map(String::as_str).collect();
+                let names = design.names_for_suggestions();
+                let names: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
                 Error::Usage(format!(
                     "--penalty-factor: {}",
                     fulcrum::design::spec::unknown_column_msg(col.trim(), &names)
@@ -553,7 +554,7 @@ impl Fitted {
             summary["standardize"] = path.options.standardize.into();
             summary["thresh"] = path.options.thresh.into();
             summary["passes"] = path.passes.into();
-            fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), &self.ds.design().coef_names, path)?;
+            fulcrum::report::parquet::write_path(&self.out.join("path.parquet"), self.ds.design(), path)?;
         }
         for (k, d) in blocks {
             summary[k] = d;
@@ -920,12 +921,12 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
         block["note"] = "penalised fit: influence on the active set, with the ridge part (and the group-lasso curvature) of the penalty in M".into();
     }
     if !afif.inv.aliased.is_empty() {
-        let names = &f.ds.design().coef_names;
+        let design = f.ds.design();
         block["curvature_aliased"] = serde_json::json!(afif
             .inv
             .aliased
             .iter()
-            .map(|&k| names[f.fit.kept[k]].clone())
+            .map(|&k| design.coef_name(f.fit.kept[k]))
             .collect::<Vec<_>>());
     }
     match a.task {
@@ -1199,8 +1200,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             let ds = a.model.load()?;
             let report = fulcrum::inspect::inspect(&ds);
             if a.json {
-                let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?;
-                println!("{s}");
+                // Streamed: the coefficient names are formatted as they are written.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let stdout = |e: std::io::Error| Error::io("<stdout>", e);
+                serde_json::to_writer_pretty(&mut out, &report).map_err(|e| stdout(e.into()))?;
+                writeln!(out).and_then(|()| out.flush()).map_err(stdout)?;
             } else {
                 print!("{}", report.to_text());
             }

@@ -23,7 +23,7 @@ fn check(name: &str, skip: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let ds = load(&m, tmp.path());
     let f = fit(&ds, &FitOptions::new(m.family, m.link).unwrap()).unwrap();
-    let names: Vec<String> = ds.design().coef_names.iter().map(|n| reference_name(n, &r)).collect();
+    let names: Vec<String> = ds.design().coef_names().map(|n| reference_name(&n, &r)).collect();
     let want_names: Vec<String> = r["coef_names"]
         .as_array()
         .unwrap()

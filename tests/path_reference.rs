@@ -118,12 +118,7 @@ fn check(name: &str, tight: Option<&str>) {
     let r = reference(name);
     let t = tight.map_or_else(|| r.clone(), reference);
     let (ds, path, _tmp) = run(&r);
-    let names: Vec<String> = ds
-        .design()
-        .coef_names
-        .iter()
-        .map(|n| n.replace(['[', ']'], ""))
-        .collect();
+    let names: Vec<String> = ds.design().coef_names().map(|n| n.replace(['[', ']'], "")).collect();
     assert_eq!(names, strs(&r["coef_names"]), "{name}: coefficient names");
     let lam = json_f64s(&r["lambda"]);
     let lam_tight = json_f64s(&t["lambda"]);

@@ -2,6 +2,7 @@
 //! data has been read — the [`Design`]: categorical levels, sparse widths, the column layout and
 //! the coefficient names.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use arrow_schema::{DataType, Field, Schema};
@@ -553,7 +554,10 @@ impl Layout {
     }
 }
 
-/// The design after ingest: spec, levels, widths, layout and coefficient names.
+/// The design after ingest: spec, levels, widths and layout. Coefficient names are computed on
+/// demand ([`Design::coef_name`], [`Design::coef_names`]) rather than stored: a sparse block can
+/// be tens of millions of columns wide, and one `String` per column (held here and serialised
+/// into the cache manifest) would cost more than everything else the load does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Design {
     /// The resolved spec.
@@ -564,35 +568,23 @@ pub struct Design {
     pub sparse_widths: Vec<u64>,
     /// Column layout.
     pub layout: Layout,
-    /// Coefficient names, in layout order, named like R/statsmodels:
-    /// `(Intercept)`, `age`, `log(x)`, `workclass[Private]`, `tokens[17]`.
-    pub coef_names: Vec<String>,
 }
 
+/// Name of the intercept coefficient (as in R).
+pub const INTERCEPT_NAME: &str = "(Intercept)";
+
 impl Design {
-    /// Assemble the design from the spec and what ingest learned.
+    /// Assemble the design from the spec and what ingest learned. O(number of terms and
+    /// levels), whatever the width of the sparse block.
     pub fn new(spec: DesignSpec, levels: Vec<Vec<String>>, sparse_widths: Vec<u64>) -> Design {
         let cat_levels: Vec<u32> = levels.iter().map(|l| l.len() as u32).collect();
         let sparse_total: u64 = sparse_widths.iter().sum();
         let layout = Layout::new(spec.intercept, spec.numeric.len(), &cat_levels, sparse_total as usize);
-        let mut names = Vec::with_capacity(layout.p);
-        if spec.intercept {
-            names.push("(Intercept)".to_string());
-        }
-        names.extend(spec.numeric.iter().map(|t| t.name()));
-        for (k, t) in spec.categorical.iter().enumerate() {
-            let skip = layout.cats[k].drop_first as usize;
-            names.extend(levels[k].iter().skip(skip).map(|l| format!("{}[{l}]", t.column)));
-        }
-        for (t, &w) in spec.sparse.iter().zip(&sparse_widths) {
-            names.extend((0..w).map(|j| format!("{}[{j}]", t.column)));
-        }
         Design {
             spec,
             levels,
             sparse_widths,
             layout,
-            coef_names: names,
         }
     }
 
@@ -601,10 +593,96 @@ impl Design {
         self.layout.p
     }
 
-    /// The coefficient columns of `name`: a coefficient name (`sex[Male]`), or a term — a
-    /// numeric column (`age`, `log(x)`), a categorical (all its levels) or a sparse block.
+    /// The name of coefficient `j`, like R/statsmodels: `(Intercept)`, `age`, `log(x)`,
+    /// `workclass[Private]`, `tokens[17]`. Computed, not stored, so a wide sparse block costs
+    /// nothing until its names are asked for. Panics if `j >= p`, as indexing would.
+    pub fn coef_name(&self, j: usize) -> Cow<'_, str> {
+        let l = &self.layout;
+        assert!(j < l.p, "coefficient {j} of a design with {} columns", l.p);
+        if l.intercept && j == 0 {
+            return Cow::Borrowed(INTERCEPT_NAME);
+        }
+        let d0 = l.dense_offset();
+        if j < d0 + l.n_dense {
+            return Cow::Owned(self.spec.numeric[j - d0].name());
+        }
+        if j < l.sparse_offset {
+            // The block holding j: the last one starting at or before it.
+            let k = l.cats.partition_point(|b| b.offset <= j) - 1;
+            let blk = &l.cats[k];
+            let level = &self.levels[k][j - blk.offset + blk.drop_first as usize];
+            return Cow::Owned(format!("{}[{level}]", self.spec.categorical[k].column));
+        }
+        let mut s = (j - l.sparse_offset) as u64;
+        for (t, &w) in self.spec.sparse.iter().zip(&self.sparse_widths) {
+            if s < w {
+                return Cow::Owned(format!("{}[{s}]", t.column));
+            }
+            s -= w;
+        }
+        unreachable!("the sparse widths sum to the sparse block's width")
+    }
+
+    /// All coefficient names in layout order (see [`Design::coef_name`]), for output that lists
+    /// every coefficient. O(p): callers that need a few names ask for those.
+    pub fn coef_names(&self) -> impl ExactSizeIterator<Item = Cow<'_, str>> + '_ {
+        (0..self.layout.p).map(|j| self.coef_name(j))
+    }
+
+    /// The names an unknown-name message picks suggestions from: every coefficient name while
+    /// the sparse block is at most [`Design::SUGGEST_ALL_SPARSE_NAMES`] columns wide; beyond
+    /// that the names outside it and the sparse terms' columns, so a typo never costs a name
+    /// per sparse column.
+    pub fn names_for_suggestions(&self) -> Vec<Cow<'_, str>> {
+        if self.layout.sparse_width <= Self::SUGGEST_ALL_SPARSE_NAMES {
+            return self.coef_names().collect();
+        }
+        self.named_columns()
+            .map(|(_, n)| n)
+            .chain(self.spec.sparse.iter().map(|t| Cow::Borrowed(t.column.as_str())))
+            .collect()
+    }
+
+    /// Widest sparse block whose column names [`Design::names_for_suggestions`] lists one by one.
+    pub const SUGGEST_ALL_SPARSE_NAMES: usize = 100_000;
+
+    /// The coefficient names of every column outside the sparse block (intercept, numeric and
+    /// categorical columns), in layout order: the names that cannot be parsed back into a
+    /// column and so are matched by comparison.
+    fn named_columns(&self) -> impl Iterator<Item = (usize, Cow<'_, str>)> + '_ {
+        (0..self.layout.sparse_offset).map(|j| (j, self.coef_name(j)))
+    }
+
+    /// The sparse column named `name` (`feats[17]`): its term's column, `[`, a decimal index
+    /// written as [`Design::coef_name`] writes it (no sign, no leading zeros) below the term's
+    /// width, `]`. Parsed, so a lookup does not depend on the block's width.
+    fn sparse_column_named(&self, name: &str) -> Option<usize> {
+        let mut start = self.layout.sparse_offset;
+        for (t, &w) in self.spec.sparse.iter().zip(&self.sparse_widths) {
+            let idx = name
+                .strip_prefix(t.column.as_str())
+                .and_then(|r| r.strip_prefix('['))
+                .and_then(|r| r.strip_suffix(']'));
+            if let Some(idx) = idx {
+                let canonical =
+                    !idx.is_empty() && idx.bytes().all(|b| b.is_ascii_digit()) && (idx == "0" || !idx.starts_with('0'));
+                if let Some(i) = idx.parse::<u64>().ok().filter(|&i| canonical && i < w) {
+                    return Some(start + i as usize);
+                }
+            }
+            start += w as usize;
+        }
+        None
+    }
+
+    /// The coefficient columns of `name`: a coefficient name (`sex[Male]`, `feats[17]`), or a
+    /// term — a numeric column (`age`, `log(x)`), a categorical (all its levels) or a sparse
+    /// block. Coefficient names win over terms, earlier columns over later ones.
     pub fn columns_of(&self, name: &str) -> Option<Vec<usize>> {
-        if let Some(j) = self.coef_names.iter().position(|c| c == name) {
+        if let Some((j, _)) = self.named_columns().find(|(_, c)| c == name) {
+            return Some(vec![j]);
+        }
+        if let Some(j) = self.sparse_column_named(name) {
             return Some(vec![j]);
         }
         let l = &self.layout;
@@ -646,7 +724,7 @@ impl Design {
             cols.dedup();
             for &j in &cols {
                 if owner[j] != usize::MAX {
-                    return Err(format!("column {} is in two group(...) terms", self.coef_names[j]));
+                    return Err(format!("column {} is in two group(...) terms", self.coef_name(j)));
                 }
                 owner[j] = groups.len();
             }
@@ -667,6 +745,7 @@ impl Design {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::design::Transform;
 
     #[test]
     fn layout_full_rank_rule() {
@@ -680,6 +759,115 @@ mod tests {
         assert_eq!(l.cats[0].column(0), Some(0));
         assert_eq!(l.cats[1].column(0), None);
         assert_eq!(l.p, 4);
+    }
+
+    /// `y ~ age + log(x) + g + h + sparse(feats) + sparse(bag)`, with a level of `h` that looks
+    /// like a sparse name and one with brackets inside.
+    fn design(intercept: bool, feats_width: u64) -> Design {
+        let num = |c: &str, transform| NumericTerm {
+            column: c.into(),
+            transform,
+        };
+        let cat = |c: &str| CategoricalTerm {
+            column: c.into(),
+            kind: LevelKind::String,
+        };
+        let sp = |c: &str| SparseTerm {
+            column: c.into(),
+            declared_width: None,
+        };
+        let spec = DesignSpec {
+            formula: String::new(),
+            response: "y".into(),
+            failures: None,
+            intercept,
+            numeric: vec![num("age", Transform::Identity), num("x", Transform::Log)],
+            categorical: vec![cat("g"), cat("h")],
+            sparse: vec![sp("feats"), sp("bag")],
+            offsets: vec![],
+            weights: None,
+            groups: vec![],
+            filters: vec![],
+            na: NaPolicy::Drop,
+        };
+        let levels = vec![
+            vec!["a".into(), "b".into(), "c".into()],
+            vec!["1]x[2".into(), "p[q]".into(), "r".into()],
+        ];
+        Design::new(spec, levels, vec![feats_width, 2])
+    }
+
+    #[test]
+    fn coefficient_names_are_computed_like_r() {
+        let d = design(true, 3);
+        let names: Vec<_> = d.coef_names().collect();
+        assert_eq!(
+            names,
+            [
+                "(Intercept)",
+                "age",
+                "log(x)",
+                "g[b]",
+                "g[c]",
+                "h[p[q]]",
+                "h[r]",
+                "feats[0]",
+                "feats[1]",
+                "feats[2]",
+                "bag[0]",
+                "bag[1]"
+            ]
+        );
+        assert_eq!(d.coef_names().len(), d.n_params());
+        // Without an intercept the first categorical keeps its reference level.
+        let d = design(false, 1);
+        let names: Vec<_> = d.coef_names().collect();
+        assert_eq!(names[..5], ["age", "log(x)", "g[a]", "g[b]", "g[c]"]);
+        assert_eq!(names[5], "h[p[q]]");
+    }
+
+    #[test]
+    fn a_wide_sparse_block_costs_nothing_until_named() {
+        let d = design(true, 1 << 40);
+        let j = d.layout.sparse_offset + 83_886_087;
+        assert_eq!(d.coef_name(j), "feats[83886087]");
+        assert_eq!(d.columns_of("feats[83886087]"), Some(vec![j]));
+        assert_eq!(d.coef_name(d.n_params() - 1), "bag[1]");
+        assert_eq!(d.columns_of("bag[1]"), Some(vec![d.n_params() - 1]));
+        let s = d.names_for_suggestions();
+        assert!(s.len() < 20 && s.contains(&"feats".into()), "{s:?}");
+    }
+
+    #[test]
+    fn columns_of_resolves_names_and_terms() {
+        let d = design(true, 3);
+        for (j, name) in d.coef_names().enumerate() {
+            assert_eq!(d.columns_of(&name), Some(vec![j]), "{name}");
+        }
+        assert_eq!(d.columns_of("age"), Some(vec![1]));
+        assert_eq!(d.columns_of("x"), Some(vec![2]));
+        assert_eq!(d.columns_of("g"), Some(vec![3, 4]));
+        assert_eq!(d.columns_of("h"), Some(vec![5, 6]));
+        assert_eq!(d.columns_of("feats"), Some(vec![7, 8, 9]));
+        assert_eq!(d.columns_of("bag"), Some(vec![10, 11]));
+        // Level names with brackets are matched whole, the reference level has no column.
+        assert_eq!(d.columns_of("h[p[q]]"), Some(vec![5]));
+        assert_eq!(d.columns_of("h[1]x[2]"), None);
+        // Only indices written as coef_name writes them, inside the block, name a column.
+        for bad in [
+            "feats[3]",
+            "feats[03]",
+            "feats[+1]",
+            "feats[]",
+            "feats[-0]",
+            "feats[1",
+            "feats1]",
+            "feats[ 1]",
+            "bag[2]",
+            "feat[1]",
+        ] {
+            assert_eq!(d.columns_of(bad), None, "{bad}");
+        }
     }
 
     #[test]

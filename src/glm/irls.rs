@@ -937,10 +937,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     };
     let aic = aic_sums(ds, opts, &beta).aic(family, st.dev.value(), rank);
     if aliased.iter().any(|&a| a) {
-        let names: Vec<&str> = (0..p)
-            .filter(|&j| aliased[j])
-            .map(|j| design.coef_names[j].as_str())
-            .collect();
+        let names: Vec<_> = (0..p).filter(|&j| aliased[j]).map(|j| design.coef_name(j)).collect();
         warnings.push(format!(
             "{} coefficient(s) not defined because of singularities (aliased columns): {}",
             names.len(),
@@ -957,10 +954,10 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     }
     // Coefficients running off to ±∞ (a level or region with all-0/all-1 outcomes, or only zero
     // counts): large in size, with a standard error hundreds of times larger still.
-    let diverging: Vec<&str> = (0..p)
+    let diverging: Vec<_> = (0..p)
         .filter(|_| matches!(family, Family::Binomial | Family::Poisson))
         .filter(|&j| std_error[j].is_some_and(|se| beta[j].abs() > 10.0 && se > 100.0 * beta[j].abs()))
-        .map(|j| design.coef_names[j].as_str())
+        .map(|j| design.coef_name(j))
         .collect();
     if !diverging.is_empty() {
         warnings.push(format!(

@@ -515,8 +515,8 @@ fn setup<'a>(ds: &'a Dataset, opts: &PathOptions) -> Result<Setup<'a>> {
             if cols.iter().any(|&j| vp[j] != f0) {
                 return Err(Error::Usage(format!(
                     "the columns of one group need the same penalty factor ({} and {} differ)",
-                    design.coef_names[cols[0]],
-                    design.coef_names[*cols.iter().find(|&&j| vp[j] != f0).unwrap_or(&cols[0])]
+                    design.coef_name(cols[0]),
+                    design.coef_name(*cols.iter().find(|&&j| vp[j] != f0).unwrap_or(&cols[0]))
                 )));
             }
             if f0 == 0.0 {

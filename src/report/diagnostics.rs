@@ -128,7 +128,11 @@ pub fn write_diagnostics(
         w.write_owned(rows, all)
     })?;
     w.finish()?;
-    let coef_names: Vec<String> = dfb.coefs.iter().map(|&j| ds.design().coef_names[j].clone()).collect();
+    let coef_names: Vec<String> = dfb
+        .coefs
+        .iter()
+        .map(|&j| ds.design().coef_name(j).into_owned())
+        .collect();
     let mut wb = F64TableWriter::create(&out.join("dfbetas.parquet"), "row", &coef_names)?;
     // One row group: the values transposed to one column per coefficient.
     let dcols: Vec<Vec<f64>> = (0..coef_names.len())

@@ -253,7 +253,7 @@ pub fn unlearn_block(
     test: Option<&[TestRow]>,
 ) -> Result<(serde_json::Value, Vec<f64>)> {
     let (ds, fit) = (afif.ds, afif.fit);
-    let names = &ds.design().coef_names;
+    let design = ds.design();
     let mut sorted = rows.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -289,7 +289,7 @@ pub fn unlearn_block(
     let mut coefs = Vec::new();
     for j in 0..p {
         let mut c = json!({
-            "name": names[j],
+            "name": design.coef_name(j),
             "estimate": fit.beta[j],
             "predicted": pred.beta[j],
             "change": d_pred[j],

@@ -86,13 +86,11 @@ fn on_path(fit: &Fit) -> bool {
 /// coefficients only).
 pub fn coefficients(ds: &Dataset, fit: &Fit) -> Vec<CoefRow> {
     let sparse = on_path(fit);
-    ds.design()
-        .coef_names
-        .iter()
-        .enumerate()
-        .filter(|(j, _)| !sparse || fit.kept.binary_search(j).is_ok())
-        .map(|(j, name)| CoefRow {
-            name: name.clone(),
+    let d = ds.design();
+    (0..d.n_params())
+        .filter(|j| !sparse || fit.kept.binary_search(j).is_ok())
+        .map(|j| CoefRow {
+            name: d.coef_name(j).into_owned(),
             estimate: (!fit.aliased[j]).then_some(fit.beta[j]),
             std_error: fit.std_error[j],
             z_value: fit.z_value(j),
@@ -120,8 +118,8 @@ fn penalty_json(p: &Penalty) -> serde_json::Value {
 /// The `path` list of `summary.json`: per λ, its value, df, deviance ratio, passes, KKT
 /// residual and the names of the non-zero coefficients.
 pub fn path_json(ds: &Dataset, path: &crate::glm::Path) -> serde_json::Value {
-    let names = &ds.design().coef_names;
-    let intercept = ds.design().layout.intercept;
+    let d = ds.design();
+    let intercept = d.layout.intercept;
     serde_json::Value::Array(
         path.points
             .iter()
@@ -134,7 +132,7 @@ pub fn path_json(ds: &Dataset, path: &crate::glm::Path) -> serde_json::Value {
                     "iterations": pt.iterations,
                     "converged": pt.converged,
                     "kkt_max": pt.kkt_max,
-                    "nonzero": pt.beta.iter().filter(|(j, _)| !(intercept && *j == 0)).map(|(j, _)| names[*j].as_str()).collect::<Vec<_>>(),
+                    "nonzero": pt.beta.iter().filter(|(j, _)| !(intercept && *j == 0)).map(|(j, _)| d.coef_name(*j)).collect::<Vec<_>>(),
                 })
             })
             .collect(),

@@ -129,7 +129,7 @@ impl F64TableWriter {
 /// Write `DIR/path.parquet` of a penalised path: `lambda_index` (u64, 0-based, as in
 /// summary.json's `path`), `name`, `estimate` — the non-zero coefficients at each λ, intercept
 /// included.
-pub fn write_path(file: &Path, names: &[String], path: &crate::glm::Path) -> Result<()> {
+pub fn write_path(file: &Path, design: &crate::design::Design, path: &crate::glm::Path) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("lambda_index", DataType::UInt64, false),
         Field::new("name", DataType::Utf8, false),
@@ -140,13 +140,13 @@ pub fn write_path(file: &Path, names: &[String], path: &crate::glm::Path) -> Res
     for (k, pt) in path.points.iter().enumerate() {
         for &(j, b) in &pt.beta {
             idx.push(k as u64);
-            name.push(names[j].as_str());
+            name.push(design.coef_name(j));
             est.push(b);
         }
     }
     w.write_arrays(vec![
         Arc::new(UInt64Array::from(idx)),
-        Arc::new(StringArray::from(name)),
+        Arc::new(StringArray::from_iter_values(name)),
         Arc::new(Float64Array::from(est)),
     ])?;
     w.finish()

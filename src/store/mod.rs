@@ -26,8 +26,11 @@ use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::source::FileFingerprint;
 
-/// Bumped whenever the chunk file layout or manifest meaning changes.
-pub const FORMAT_VERSION: u32 = 3;
+/// Bumped whenever the chunk file layout or manifest meaning changes. 4: the manifest's
+/// `Design` no longer holds the coefficient names (they are computed from the layout); the bump
+/// keeps version-3 and version-4 caches apart (the version is part of the cache key) instead of
+/// an older fulcrum reporting a newer manifest as damaged.
+pub const FORMAT_VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"FULCHNK1";
 const HEADER: usize = 64;
 const ALIGN: usize = 64;
@@ -76,7 +79,8 @@ pub struct Manifest {
     pub inputs: Vec<FileFingerprint>,
     /// Hash of the resolved design spec.
     pub spec_hash: String,
-    /// The design: spec, levels, layout, coefficient names.
+    /// The design: spec, levels, sparse widths, layout — O(terms + levels), nothing per sparse
+    /// column.
     pub design: Design,
     /// Row bookkeeping.
     pub counts: RowCounts,

@@ -141,7 +141,7 @@ proptest! {
     }
 
     #[test]
-    fn sandwich_matches_dense(c in case(), pick in any::<u64>(), all in any::<bool>(), padded in any::<bool>()) {
+    fn sandwich_matches_dense(c in case(), pick in any::<u64>(), all in any::<bool>()) {
         let x = dense_x(&c);
         let p = c.layout.p;
         let cols: Vec<usize> = if all { (0..p).collect() } else { (0..p).filter(|j| (pick >> (j % 64)) & 1 == 1).collect() };
@@ -151,8 +151,7 @@ proptest! {
         // Signed weights: the kernel must not assume w >= 0 (observed Hessians can be negative).
         let w: Vec<f64> = v.weight.iter().zip(v.y).map(|(a, b)| a * b.signum()).collect();
         let mut acc = vec![0.0; m * m];
-        // Both accumulation strategies: the padded categorical scratch and compaction.
-        let mut scratch = if padded { SandwichScratch::default() } else { SandwichScratch::with_padded_limit(0) };
+        let mut scratch = SandwichScratch::default();
         sandwich(&v, &c.layout, &w, &s, &mut acc, &mut scratch);
         // Accumulating twice doubles it (the kernel adds into acc); the second time with the
         // subset's part of the score Σᵢ wᵢ zᵢ x_{i,S[l]}.

@@ -23,10 +23,6 @@ pub struct ColumnSubset {
 /// Marker for "column not in the subset".
 const ABSENT: u32 = u32::MAX;
 
-/// Largest (m+1)² for which the sandwich accumulates categorical entries into a padded
-/// (m+1)×(m+1) scratch with a spare row and column for levels outside the subset (512 KiB).
-const PADDED_MAX: usize = 1 << 16;
-
 impl ColumnSubset {
     /// All `p` columns.
     pub fn all(p: usize) -> ColumnSubset {
@@ -265,9 +261,6 @@ pub struct SandwichScratch {
     b: Vec<f64>,
     brow: Vec<f64>,
     cross: Vec<f64>,
-    padded: Vec<f64>,
-    score_pad: Vec<f64>,
-    padded_limit: Option<usize>,
     entries: SubsetEntries,
 }
 
@@ -277,12 +270,9 @@ pub struct SandwichScratch {
 #[derive(Debug, Default, Clone)]
 struct SubsetEntries {
     /// Row i's categorical locals are `cats[cat_ptr[i]..cat_ptr[i + 1]]` (empty `cat_ptr`: none);
-    /// like `sparse`, `cats` is only ever grown.
+    /// like `sparse`, `cats` is only ever grown (its tail past the last pointer is stale).
     cat_ptr: Vec<u32>,
     cats: Vec<u32>,
-    /// Whether the categorical entries keep one entry per block and row, with the levels outside
-    /// the subset at the spare local m (the sandwich then accumulates into an (m+1)² scratch).
-    trash: bool,
     /// Row i's sparse entries are `sparse[sp_ptr[i]..sp_ptr[i + 1]]` (empty `sp_ptr`: none);
     /// `sparse` is only ever grown (its tail past the last pointer is stale).
     sp_ptr: Vec<u32>,
@@ -312,22 +302,10 @@ impl SubsetEntries {
 }
 
 impl SandwichScratch {
-    /// Scratch whose padded categorical accumulator ((m+1)² entries, see
-    /// [`SandwichScratch::gather`]) is used only up to `entries` entries instead of 2¹⁶ (0:
-    /// never); the results are the same either way, only the speed and scratch size differ.
-    pub fn with_padded_limit(entries: usize) -> SandwichScratch {
-        SandwichScratch {
-            padded_limit: Some(entries),
-            ..Default::default()
-        }
-    }
-
     /// Find the chunk's categorical and sparse entries in the subset `s` (one walk over the
     /// chunk's codes and CSR block; [`sandwich_gathered`] and [`x_beta_gathered`] then use
     /// them). Which sparse entries are in a working set is unpredictable, so they are compacted
-    /// without a branch per entry (the branch mispredicted on most rows). For a small subset
-    /// ((m+1)² ≤ 2¹⁶ entries), categorical levels outside it are kept at a spare local m
-    /// instead of dropped, so every row has one entry per categorical block.
+    /// without a branch per entry (the branch mispredicted on most rows).
     pub fn gather(&mut self, v: &ChunkView, layout: &Layout, s: &ColumnSubset) {
         let e = &mut self.entries;
         e.cat_ptr.clear();
@@ -342,29 +320,10 @@ impl SandwichScratch {
                     .collect()
             })
             .collect();
-        // Only the blocks with a level in the subset.
-        let (mut cat_locals, codes): (Vec<Vec<u32>>, Vec<&[u32]>) = cat_locals
-            .into_iter()
-            .enumerate()
-            .filter(|(_, c)| c.iter().any(|&x| x != ABSENT))
-            .map(|(k, c)| (c, v.cat_col(k)))
-            .unzip();
-        let m = s.len();
-        e.trash = !codes.is_empty() && (m + 1) * (m + 1) <= self.padded_limit.unwrap_or(PADDED_MAX);
-        if e.trash {
-            // Levels outside the subset go to the spare local m: every row then has exactly one
-            // entry per block, and the row loop's trip counts repeat (its exits were the
-            // sandwich's most mispredicted branches on categorical designs).
-            for c in cat_locals.iter_mut().flatten() {
-                if *c == ABSENT {
-                    *c = m as u32;
-                }
-            }
-        }
-        if !codes.is_empty() {
-            // Otherwise compacted without a branch per entry, like the sparse entries below:
-            // whether a row sits at a dropped reference level is as unpredictable as
-            // working-set membership.
+        if cat_locals.iter().any(|c| c.iter().any(|&x| x != ABSENT)) {
+            let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
+            // Compacted without a branch per entry, like the sparse entries below: whether a
+            // row sits at a dropped reference level is as unpredictable as working-set membership.
             if e.cats.len() < n * codes.len() {
                 e.cats.resize(n * codes.len(), 0);
             }
@@ -473,62 +432,38 @@ pub fn sandwich_gathered(
             }
         }
     }
-    if scratch.entries.is_empty() {
+    let e = &scratch.entries;
+    if e.is_empty() {
         return;
     }
     // Row i's dense-like values times w_i, row-major (`brow[i*d..(i+1)*d]`), so that the row
     // loop reads one contiguous d-vector instead of d strided values (transposed in blocks of
     // rows that stay in L1).
-    let SandwichScratch {
-        b,
-        brow,
-        cross,
-        padded,
-        score_pad,
-        entries: e,
-        ..
-    } = scratch;
+    let brow = &mut scratch.brow;
     brow.resize(n * d, 0.0);
     const TB: usize = 64;
     for i0 in (0..n).step_by(TB) {
         let i1 = (i0 + TB).min(n);
         for col in 0..d {
-            let src = &b[col * n + i0..col * n + i1];
+            let src = &scratch.b[col * n + i0..col * n + i1];
             for (r, &x) in src.iter().enumerate() {
                 brow[(i0 + r) * d + col] = x;
             }
         }
     }
-    // With a spare local m (`e.trash`), the row loop accumulates into an (m+1)×(m+1) scratch
-    // (and an (m+1) score), folded into `acc` once per chunk.
-    let (target, stride): (&mut [f64], usize) = if e.trash {
-        padded.clear();
-        padded.resize((m + 1) * (m + 1), 0.0);
-        (padded, m + 1)
-    } else {
-        (acc, m)
-    };
-    let mut sc: Option<(&[f64], &mut [f64])> = match score.as_mut() {
-        Some((z, out)) if e.trash => {
-            score_pad.clear();
-            score_pad.resize(m + 1, 0.0);
-            Some((*z, &mut score_pad[..]))
-        }
-        Some((z, out)) => Some((*z, &mut out[..])),
-        None => None,
-    };
     // Categorical and sparse entries, per row. Their products with the dense-like columns go
-    // to `cross` (local row × dense-like column, row-major) so that each row adds one
+    // to `scratch.cross` (local row × dense-like column, row-major) so that each row adds one
     // contiguous d-vector per nonzero instead of d strided scalars; it is folded into `acc`
     // once per chunk.
+    let cross = &mut scratch.cross;
     cross.clear();
-    cross.resize(stride * d, 0.0);
+    cross.resize(m * d, 0.0);
     for i in 0..n {
         let wi = w[i];
         if wi == 0.0 {
             continue;
         }
-        let wz = sc.as_ref().map_or(0.0, |(z, _)| wi * z[i]);
+        let wz = score.as_ref().map_or(0.0, |(z, _)| wi * z[i]);
         let wx = &brow[i * d..(i + 1) * d];
         let cats = e.cats(i);
         // cat rows: with dense-like columns and with each other (locals increase with k).
@@ -537,19 +472,19 @@ pub fn sandwich_gathered(
             for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(wx) {
                 *t += x;
             }
-            let row = &mut target[ca..];
+            let row = &mut acc[ca..];
             for &cb in &cats[..a] {
-                row[cb as usize * stride] += wi;
+                row[cb as usize * m] += wi;
             }
-            row[ca * stride] += wi;
+            row[ca * m] += wi;
         }
         let sparse = e.sparse(i);
-        if let Some((_, out)) = sc.as_mut() {
+        if let Some((_, sc)) = score.as_mut() {
             for &ca in cats {
-                out[ca as usize] += wz;
+                sc[ca as usize] += wz;
             }
             for &(sa, xa) in sparse {
-                out[sa as usize] += wz * xa;
+                sc[sa as usize] += wz * xa;
             }
         }
         // sparse rows: with dense-like, cats, and earlier sparse entries.
@@ -560,27 +495,12 @@ pub fn sandwich_gathered(
                 *t += xa * x;
             }
             for &cb in cats {
-                target[cb as usize * stride + sa] += wxa;
+                acc[cb as usize * m + sa] += wxa;
             }
             for &(sb, xb) in &sparse[..a] {
-                target[sb as usize * stride + sa] += wxa * xb;
+                acc[sb as usize * m + sa] += wxa * xb;
             }
-            target[sa * stride + sa] += wxa * xa;
-        }
-    }
-    if e.trash {
-        // The lower triangle of the first m rows and columns; row and column m are the
-        // levels outside the subset.
-        for j in 0..m {
-            let src = &padded[j * (m + 1) + j..j * (m + 1) + m];
-            for (t, &x) in acc[j * m + j..j * m + m].iter_mut().zip(src) {
-                *t += x;
-            }
-        }
-        if let Some((_, out)) = score.as_mut() {
-            for (t, &x) in out.iter_mut().zip(&score_pad[..m]) {
-                *t += x;
-            }
+            acc[sa * m + sa] += wxa * xa;
         }
     }
     // Fold the cross products in: rows d..m (the dense-like locals are 0..d).

@@ -77,6 +77,25 @@ pub struct RowDiagnostics {
 }
 
 impl RowDiagnostics {
+    /// Empty columns with room for `n` rows each (a chunk's rows, pushed without regrowing).
+    pub fn with_capacity(n: usize) -> RowDiagnostics {
+        let v = || Vec::with_capacity(n);
+        RowDiagnostics {
+            row: Vec::with_capacity(n),
+            eta: v(),
+            mu: v(),
+            hat: v(),
+            resid_response: v(),
+            resid_pearson: v(),
+            resid_deviance: v(),
+            resid_studentized: v(),
+            cooks_d: v(),
+            cbar: v(),
+            dffits: v(),
+            dfbeta_scale: v(),
+        }
+    }
+
     /// Column names in output order (after `row`).
     pub const COLUMNS: [&'static str; 10] = [
         "eta",
@@ -308,7 +327,7 @@ pub fn diagnose(
         eta_mu(&v, fit, ds, &mut eta);
         let mut q = vec![0.0; v.n];
         row_quad_forms(&v, layout, &kept, &mfull, &mut q);
-        let mut d = RowDiagnostics::default();
+        let mut d = RowDiagnostics::with_capacity(v.n);
         for i in 0..v.n {
             let (y, a) = response(&v, i);
             let e = eta[i];
@@ -381,9 +400,15 @@ pub fn diagnose(
                         hat: d.hat[i],
                         resid_studentized: d.resid_studentized[i],
                     };
-                    heap.push(ByCooks(t, d.dfbeta_scale[i]));
-                    if heap.len() > k {
+                    // Once k rows are kept, a row enters only if it beats the smallest of them
+                    // (the heap's top): the same top-k as push-then-pop, without touching the
+                    // heap for almost every row.
+                    let c = ByCooks(t, d.dfbeta_scale[i]);
+                    if heap.len() < k {
+                        heap.push(c);
+                    } else if heap.peek().is_some_and(|top| c < *top) {
                         heap.pop();
+                        heap.push(c);
                     }
                 }
             }

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -175,37 +176,53 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
         p = subprocess.Popen(["/usr/bin/time", "-v"] + cmd, stdout=fo, stderr=fe, text=True, env=env)
         peak = {}
         timeline = []
-        child = None
-        last = (t0, 0)
-        timed_out = False
-        next_tl = 0.0
-        while p.poll() is None:
-            now = time.perf_counter()
-            if child is None:
-                kids = _children(p.pid)
-                child = kids[0] if kids else None
-            if child is not None:
-                s = _proc(child)
-                if s:
-                    for k in ("RssAnon", "RssFile"):
-                        peak[k] = max(peak.get(k, 0), s.get(k, 0))
-                    if timeline_dt and now - t0 >= next_tl:
-                        dt = now - last[0]
-                        cpu_pct = 100.0 * (s["cpu"] - last[1]) / CLK / dt if dt > 0 else 0.0
-                        timeline.append([round(now - t0, 2), round(s.get("RssAnon", 0) / 1024), round(s.get("RssFile", 0) / 1024),
-                                         round(cpu_pct), s.get("Threads", 0)])
-                        last = (now, s["cpu"])
-                        next_tl += timeline_dt
-            if timeout and now - t0 > timeout and not timed_out:
-                timed_out = True
-                log(f"timeout after {timeout} s: killing pid {child}")
+        found = {"child": None}
+        stop = threading.Event()
+
+        # /proc is sampled on a thread, every 20 ms, while this thread waits for the process: the
+        # wall time is then exact (a poll-and-sleep loop rounded it up by up to one interval,
+        # ~20 % of a 0.1 s process).
+        def sample():
+            last = (t0, 0)
+            next_tl = 0.0
+            while not stop.is_set():
+                now = time.perf_counter()
+                if found["child"] is None:
+                    kids = _children(p.pid)
+                    found["child"] = kids[0] if kids else None
+                child = found["child"]
                 if child is not None:
-                    try:
-                        os.kill(child, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            time.sleep(0.02)
+                    s = _proc(child)
+                    if s:
+                        for k in ("RssAnon", "RssFile"):
+                            peak[k] = max(peak.get(k, 0), s.get(k, 0))
+                        if timeline_dt and now - t0 >= next_tl:
+                            dt = now - last[0]
+                            cpu_pct = 100.0 * (s["cpu"] - last[1]) / CLK / dt if dt > 0 else 0.0
+                            timeline.append([round(now - t0, 2), round(s.get("RssAnon", 0) / 1024),
+                                             round(s.get("RssFile", 0) / 1024), round(cpu_pct), s.get("Threads", 0)])
+                            last = (now, s["cpu"])
+                            next_tl += timeline_dt
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        timed_out = False
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            child = found["child"] or next(iter(_children(p.pid)), None)
+            log(f"timeout after {timeout} s: killing pid {child}")
+            if child is not None:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.wait()
         wall = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
         sb1, st1 = _cpu_busy_jiffies()
         fo.seek(0)
         fe.seek(0)

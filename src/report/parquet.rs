@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -18,12 +21,20 @@ use crate::error::{Error, Result};
 pub const ROW_GROUP_ROWS: usize = 65_536;
 
 /// Writes a Parquet table batch by batch, under a temporary name renamed into place by
-/// [`TableWriter::finish`] (removed if dropped unfinished).
+/// [`TableWriter::finish`] (removed if dropped unfinished). Each batch's columns are encoded in
+/// parallel (one arrow-rs `ArrowColumnWriter` per column, on the rayon pool): encoding and
+/// compressing the columns is most of the cost of writing diagnostics, and the scoring that
+/// produces them leaves the pool idle meanwhile.
 pub struct TableWriter {
     path: PathBuf,
     tmp: PathBuf,
     schema: SchemaRef,
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<SerializedFileWriter<File>>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The open row group's column writers (None between row groups) and its row count.
+    group: Option<Vec<ArrowColumnWriter>>,
+    group_rows: usize,
+    groups_written: usize,
 }
 
 impl TableWriter {
@@ -39,41 +50,116 @@ impl TableWriter {
             .set_dictionary_enabled(false)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::Cache {
+        let cache_err = |e: parquet::errors::ParquetError| Error::Cache {
             path: tmp.clone(),
             msg: e.to_string(),
-        })?;
+        };
+        // ArrowWriter sets up the Parquet schema and the Arrow schema metadata; its lower-level
+        // parts then take the columns one by one.
+        let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(cache_err)?;
         Ok(TableWriter {
             path: path.to_path_buf(),
             tmp,
             schema,
             writer: Some(writer),
+            factory,
+            group: None,
+            group_rows: 0,
+            groups_written: 0,
         })
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Cache {
+            path: self.tmp.clone(),
+            msg: format!("{what}: {e}"),
+        }
     }
 
     /// Append one batch: one array per schema field, all the same length.
     pub fn write_arrays(&mut self, arrays: Vec<ArrayRef>) -> Result<()> {
+        // Checks the arrays against the schema (types, equal lengths).
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Cache {
             path: self.path.clone(),
             msg: e.to_string(),
         })?;
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| Error::Usage("writer already closed".into()))?;
-        w.write(&batch).map_err(|e| Error::Cache {
-            path: self.tmp.clone(),
-            msg: format!("write failed: {e}"),
-        })
+        if self.writer.is_none() {
+            return Err(Error::Usage("writer already closed".into()));
+        }
+        let mut at = 0;
+        while at < batch.num_rows() {
+            // Never more than ROW_GROUP_ROWS rows in a group: split the batch at the boundary.
+            let take = (ROW_GROUP_ROWS - self.group_rows).min(batch.num_rows() - at);
+            let part = batch.slice(at, take);
+            if self.group.is_none() {
+                let w = self
+                    .factory
+                    .create_column_writers(self.groups_written)
+                    .map_err(|e| self.err("write failed", e))?;
+                self.group = Some(w);
+            }
+            let mut leaves = Vec::new();
+            for (field, arr) in self.schema.fields().iter().zip(part.columns()) {
+                leaves.extend(compute_leaves(field, arr).map_err(|e| self.err("write failed", e))?);
+            }
+            let writers = self.group.as_mut().expect("opened above");
+            writers
+                .par_iter_mut()
+                .zip(leaves.par_iter())
+                .try_for_each(|(w, leaf)| w.write(leaf))
+                .map_err(|e| self.err("write failed", e))?;
+            self.group_rows += take;
+            at += take;
+            if self.group_rows == ROW_GROUP_ROWS {
+                self.close_group()?;
+            }
+        }
+        Ok(())
     }
 
-    /// Close the file and rename it into place.
+    /// Close the open row group's column writers (in parallel: compression of the last pages)
+    /// and append the chunks to the file.
+    fn close_group(&mut self) -> Result<()> {
+        let Some(writers) = self.group.take() else {
+            return Ok(());
+        };
+        let chunks: Vec<ArrowColumnChunk> = writers
+            .into_par_iter()
+            .map(|w| w.close())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err("write failed", e))?;
+        let tmp = self.tmp.clone();
+        let err = |e: parquet::errors::ParquetError| Error::Cache {
+            path: tmp.clone(),
+            msg: format!("write failed: {e}"),
+        };
+        let file = self.writer.as_mut().expect("open while a group is");
+        let mut rg = file.next_row_group().map_err(err)?;
+        for c in chunks {
+            c.append_to_row_group(&mut rg).map_err(err)?;
+        }
+        rg.close().map_err(err)?;
+        self.group_rows = 0;
+        self.groups_written += 1;
+        Ok(())
+    }
+
+    /// Close the file (footer, fsync) and rename it into place; on failure the temporary file
+    /// is removed.
     pub fn finish(mut self) -> Result<()> {
+        let r = self.close_and_rename();
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        r
+    }
+
+    fn close_and_rename(&mut self) -> Result<()> {
+        self.close_group()?;
         if let Some(w) = self.writer.take() {
-            let f = w.into_inner().map_err(|e| Error::Cache {
-                path: self.tmp.clone(),
-                msg: format!("cannot finish the file: {e}"),
-            })?;
+            let f = w.into_inner().map_err(|e| self.err("cannot finish the file", e))?;
             f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
@@ -150,4 +236,69 @@ pub fn write_path(file: &Path, design: &crate::design::Design, path: &crate::glm
         Arc::new(Float64Array::from(est)),
     ])?;
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Batches that straddle the row-group boundary come back whole and in order, in row groups
+    /// of ROW_GROUP_ROWS rows (the last one shorter), with the schema as written.
+    #[test]
+    fn batches_round_trip_across_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let cols = vec!["a".to_string(), "b".to_string()];
+        let mut w = F64TableWriter::create(&path, "row", &cols).unwrap();
+        let sizes = [40_000usize, 50_000, 10];
+        let mut start = 0u64;
+        for &n in &sizes {
+            let ids: Vec<u64> = (start..start + n as u64).collect();
+            let a: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
+            let b: Vec<f64> = ids
+                .iter()
+                .map(|&i| if i.is_multiple_of(7) { f64::NAN } else { -(i as f64) })
+                .collect();
+            w.write_owned(ids, [a, b]).unwrap();
+            start += n as u64;
+        }
+        assert!(!path.exists(), "visible before finish");
+        w.finish().unwrap();
+        let total: usize = sizes.iter().sum();
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let md = b.metadata().clone();
+        assert_eq!(md.num_row_groups(), 2);
+        assert_eq!(md.row_group(0).num_rows() as usize, ROW_GROUP_ROWS);
+        assert_eq!(md.file_metadata().num_rows() as usize, total);
+        let schema = b.schema().clone();
+        assert_eq!(schema.field(0).name(), "row");
+        assert_eq!(schema.field(2).data_type(), &DataType::Float64);
+        let mut i = 0u64;
+        for batch in b.build().unwrap() {
+            let batch = batch.unwrap();
+            let ids = batch.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            let a = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+            let bb = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+            for k in 0..batch.num_rows() {
+                assert_eq!(ids.value(k), i);
+                assert_eq!(a.value(k), i as f64 * 0.5);
+                let want = if i.is_multiple_of(7) { f64::NAN } else { -(i as f64) };
+                assert_eq!(bb.value(k).to_bits(), want.to_bits());
+                i += 1;
+            }
+        }
+        assert_eq!(i as usize, total);
+    }
+
+    /// A writer dropped before `finish` leaves neither the file nor its temporary.
+    #[test]
+    fn unfinished_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let mut w = F64TableWriter::create(&path, "row", &["a".to_string()]).unwrap();
+        w.write_owned(vec![1, 2], [vec![0.5, 1.5]]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

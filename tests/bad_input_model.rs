@@ -71,21 +71,7 @@ fn temporaries(dir: &Path) -> Vec<PathBuf> {
 /// The run failed cleanly: exit `code`, every word in stderr, no panic or abort, no summary in
 /// the output directory and nothing temporary left in it or in the cache.
 fn assert_model_failure(r: &Run, code: i32, words: &[&str], s: &Scratch) {
-    let mut problems = Vec::new();
-    if r.stderr.contains("panicked") || r.code == Some(101) || r.stderr.contains("memory allocation") {
-        problems.push("fulcrum panicked or aborted".to_string());
-    }
-    if r.code != Some(code) {
-        problems.push(format!("wrong exit: want {code}, got {:?}", r.code));
-    }
-    if !r.stderr.contains("fulcrum: error: ") {
-        problems.push("no 'fulcrum: error: ' line on stderr".to_string());
-    }
-    for w in words {
-        if !r.stderr.contains(w) {
-            problems.push(format!("stderr does not mention {w:?}"));
-        }
-    }
+    let mut problems = failure_problems(r, code, words);
     if s.path("out").join("summary.json").exists() {
         problems.push("a failed run left out/summary.json".to_string());
     }

@@ -3,11 +3,8 @@
 mod common;
 
 use common::*;
-use fulcrum::design::{ModelInput, NaPolicy};
 use fulcrum::glm::{fit, Family, FitOptions};
 use fulcrum::influence::{diagnose, DiagOptions, RowDiagnostics};
-use fulcrum::ingest::IngestOptions;
-use fulcrum::progress::NoProgress;
 use proptest::prelude::*;
 
 fn run_diag(
@@ -16,17 +13,11 @@ fn run_diag(
     family: Family,
     observed: bool,
 ) -> (fulcrum::glm::Fit, Vec<RowDiagnostics>, f64) {
-    let m = ModelInput {
-        formula: formula.into(),
-        filters: vec![],
-        na: NaPolicy::Drop,
-        weights: None,
+    let o = LoadOpts {
+        chunk_rows: Some(7),
+        ..Default::default()
     };
-    let opts = IngestOptions {
-        cache_dir: Some(s.cache()),
-        chunk_rows: 7,
-    };
-    let ds = fulcrum::load(&[s.path("d.parquet").display().to_string()], &m, &opts, &NoProgress).unwrap();
+    let ds = load_model(&[s.path("d.parquet").display().to_string()], formula, &s.cache(), o);
     let f = fit(&ds, &FitOptions::new(family, None).unwrap()).unwrap();
     let mut rows = Vec::new();
     let (sum, _) = diagnose(&ds, &f, &DiagOptions { observed, top_k: 5 }, |d| {

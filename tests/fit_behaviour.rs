@@ -5,25 +5,16 @@
 mod common;
 
 use common::*;
-use fulcrum::design::{ModelInput, NaPolicy};
 use fulcrum::glm::{fit, Family, Fit, FitOptions, Link, Penalty};
-use fulcrum::ingest::IngestOptions;
 use fulcrum::linalg::pass::x_beta_pass;
-use fulcrum::progress::NoProgress;
 use proptest::prelude::*;
 
 fn load(s: &Scratch, file: &str, formula: &str, weights: Option<&str>) -> fulcrum::Dataset {
-    let m = ModelInput {
-        formula: formula.into(),
-        filters: vec![],
-        na: NaPolicy::Drop,
-        weights: weights.map(str::to_string),
-    };
-    let opts = IngestOptions {
-        cache_dir: Some(s.cache()),
+    let o = LoadOpts {
+        weights,
         ..Default::default()
     };
-    fulcrum::load(&[s.path(file).display().to_string()], &m, &opts, &NoProgress).unwrap()
+    load_model(&[s.path(file).display().to_string()], formula, &s.cache(), o)
 }
 
 fn fit_with(ds: &fulcrum::Dataset, family: Family, link: Option<Link>) -> Fit {
@@ -145,18 +136,12 @@ fn separation_is_reported_not_hidden() {
     );
     assert!(f.deviance < 1e-6);
     // The real quasi-separated case: Adult's single Holand-Netherlands row.
-    let m = ModelInput {
-        formula: "income_gt50k ~ age + native_country".into(),
-        filters: vec![("split".into(), "train".into())],
-        na: NaPolicy::Drop,
-        weights: None,
-    };
-    let opts = IngestOptions {
-        cache_dir: Some(s.cache()),
+    let adult = format!("{}/fixtures/adult.parquet", env!("CARGO_MANIFEST_DIR"));
+    let o = LoadOpts {
+        filters: &[("split", "train")],
         ..Default::default()
     };
-    let adult = format!("{}/fixtures/adult.parquet", env!("CARGO_MANIFEST_DIR"));
-    let ds = fulcrum::load(&[adult], &m, &opts, &NoProgress).unwrap();
+    let ds = load_model(&[adult], "income_gt50k ~ age + native_country", &s.cache(), o);
     let f = fit_with(&ds, Family::Binomial, None);
     assert!(
         f.warnings

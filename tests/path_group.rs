@@ -6,27 +6,18 @@
 mod common;
 
 use common::reference::fixture;
-use fulcrum::design::{ModelInput, NaPolicy};
 use fulcrum::glm::{fit_path, Family, Path, PathOptions, PathPenalty};
-use fulcrum::ingest::IngestOptions;
 use fulcrum::linalg::pass::xt_v_pass;
 use fulcrum::linalg::x_beta;
-use fulcrum::progress::NoProgress;
 
 const ADULT: &str = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex";
 
 fn load(formula: &str, tmp: &std::path::Path) -> fulcrum::Dataset {
-    let input = ModelInput {
-        formula: formula.into(),
-        filters: vec![("split".into(), "train".into())],
-        na: NaPolicy::Drop,
-        weights: None,
-    };
-    let io = IngestOptions {
-        cache_dir: Some(tmp.to_path_buf()),
+    let o = common::LoadOpts {
+        filters: &[("split", "train")],
         ..Default::default()
     };
-    fulcrum::load(&[fixture("adult.parquet")], &input, &io, &NoProgress).unwrap()
+    common::load_model(&[fixture("adult.parquet")], formula, tmp, o)
 }
 
 /// Largest KKT violation over all λ, from an independent score pass per λ. Zero group g:
@@ -148,17 +139,12 @@ fn lasso_kkt_holds_along_the_path() {
 fn group_lasso_matches_the_group_lasso_reference() {
     let r = common::reference::reference("grouplasso_insurance_smoker.json");
     let tmp = tempfile::tempdir().unwrap();
-    let input = ModelInput {
-        formula: "smoker_yes ~ age + bmi + children + region + sex".into(),
-        filters: vec![],
-        na: NaPolicy::Drop,
-        weights: None,
-    };
-    let io = IngestOptions {
-        cache_dir: Some(tmp.path().to_path_buf()),
-        ..Default::default()
-    };
-    let ds = fulcrum::load(&[fixture("insurance.parquet")], &input, &io, &NoProgress).unwrap();
+    let ds = common::load_model(
+        &[fixture("insurance.parquet")],
+        "smoker_yes ~ age + bmi + children + region + sex",
+        tmp.path(),
+        Default::default(),
+    );
     let d = ds.design();
     let names: Vec<_> = d.coef_names().skip(1).collect();
     let want_names: Vec<&str> = r["coef_names"]

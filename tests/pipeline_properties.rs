@@ -6,11 +6,8 @@
 mod common;
 
 use common::*;
-use fulcrum::design::{ModelInput, NaPolicy};
 use fulcrum::glm::{fit, Family, Fit, FitOptions};
 use fulcrum::influence::{diagnose, DiagOptions};
-use fulcrum::ingest::IngestOptions;
-use fulcrum::progress::NoProgress;
 use proptest::prelude::*;
 
 /// A random model frame: numeric x, z, a 3-level categorical g, and a response for `family`.
@@ -73,18 +70,12 @@ fn write(s: &Scratch, name: &str, f: &Frame, rows: &[usize]) {
 }
 
 fn load(s: &Scratch, inputs: &[String]) -> fulcrum::Dataset {
-    let m = ModelInput {
-        formula: "y ~ x + z + g".into(),
-        filters: vec![],
-        na: NaPolicy::Drop,
-        weights: None,
-    };
     // Small chunks, so that every pass merges several partial results.
-    let opts = IngestOptions {
-        cache_dir: Some(s.cache()),
-        chunk_rows: 7,
+    let o = LoadOpts {
+        chunk_rows: Some(7),
+        ..Default::default()
     };
-    fulcrum::load(inputs, &m, &opts, &NoProgress).unwrap()
+    load_model(inputs, "y ~ x + z + g", &s.cache(), o)
 }
 
 fn fit_tight(ds: &fulcrum::Dataset, family: Family) -> Fit {

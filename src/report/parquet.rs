@@ -50,15 +50,11 @@ impl TableWriter {
             .set_dictionary_enabled(false)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
-        let cache_err = |e: parquet::errors::ParquetError| Error::Cache {
-            path: tmp.clone(),
-            msg: e.to_string(),
-        };
         // ArrowWriter sets up the Parquet schema and the Arrow schema metadata; its lower-level
         // parts then take the columns one by one.
         let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .and_then(|w| w.into_serialized_writer())
-            .map_err(cache_err)?;
+            .map_err(|e| write_error(&tmp, "cannot start the file", e))?;
         Ok(TableWriter {
             path: path.to_path_buf(),
             tmp,
@@ -69,13 +65,6 @@ impl TableWriter {
             group_rows: 0,
             groups_written: 0,
         })
-    }
-
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Cache {
-            path: self.tmp.clone(),
-            msg: format!("{what}: {e}"),
-        }
     }
 
     /// Append one batch: one array per schema field, all the same length.
@@ -97,19 +86,19 @@ impl TableWriter {
                 let w = self
                     .factory
                     .create_column_writers(self.groups_written)
-                    .map_err(|e| self.err("write failed", e))?;
+                    .map_err(|e| write_error(&self.tmp, "write failed", e))?;
                 self.group = Some(w);
             }
             let mut leaves = Vec::new();
             for (field, arr) in self.schema.fields().iter().zip(part.columns()) {
-                leaves.extend(compute_leaves(field, arr).map_err(|e| self.err("write failed", e))?);
+                leaves.extend(compute_leaves(field, arr).map_err(|e| write_error(&self.tmp, "write failed", e))?);
             }
             let writers = self.group.as_mut().expect("opened above");
             writers
                 .par_iter_mut()
                 .zip(leaves.par_iter())
                 .try_for_each(|(w, leaf)| w.write(leaf))
-                .map_err(|e| self.err("write failed", e))?;
+                .map_err(|e| write_error(&self.tmp, "write failed", e))?;
             self.group_rows += take;
             at += take;
             if self.group_rows == ROW_GROUP_ROWS {
@@ -129,18 +118,16 @@ impl TableWriter {
             .into_par_iter()
             .map(|w| w.close())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err("write failed", e))?;
-        let tmp = self.tmp.clone();
-        let err = |e: parquet::errors::ParquetError| Error::Cache {
-            path: tmp.clone(),
-            msg: format!("write failed: {e}"),
-        };
+            .map_err(|e| write_error(&self.tmp, "write failed", e))?;
         let file = self.writer.as_mut().expect("open while a group is");
-        let mut rg = file.next_row_group().map_err(err)?;
-        for c in chunks {
-            c.append_to_row_group(&mut rg).map_err(err)?;
-        }
-        rg.close().map_err(err)?;
+        let append = |file: &mut SerializedFileWriter<File>| -> parquet::errors::Result<()> {
+            let mut rg = file.next_row_group()?;
+            for c in chunks {
+                c.append_to_row_group(&mut rg)?;
+            }
+            rg.close().map(|_| ())
+        };
+        append(file).map_err(|e| write_error(&self.tmp, "write failed", e))?;
         self.group_rows = 0;
         self.groups_written += 1;
         Ok(())
@@ -159,10 +146,20 @@ impl TableWriter {
     fn close_and_rename(&mut self) -> Result<()> {
         self.close_group()?;
         if let Some(w) = self.writer.take() {
-            let f = w.into_inner().map_err(|e| self.err("cannot finish the file", e))?;
+            let f = w
+                .into_inner()
+                .map_err(|e| write_error(&self.tmp, "cannot finish the file", e))?;
             f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// An error writing the temporary file `tmp`.
+fn write_error(tmp: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Cache {
+        path: tmp.to_path_buf(),
+        msg: format!("{what}: {e}"),
     }
 }
 

@@ -22,6 +22,36 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::WriterProperties;
 
+/// What [`load_model`] loads besides the inputs and the formula.
+#[derive(Default)]
+pub struct LoadOpts<'a> {
+    /// `COL=VALUE` row filters.
+    pub filters: &'a [(&'a str, &'a str)],
+    /// The prior-weights column.
+    pub weights: Option<&'a str>,
+    /// Rows per chunk (None: fulcrum's default).
+    pub chunk_rows: Option<usize>,
+}
+
+/// `fulcrum::load` of `inputs` with `formula`, rows with missing values dropped, the cache
+/// under `cache`; panics on an error (the tests that call it expect a load to succeed).
+pub fn load_model(inputs: &[String], formula: &str, cache: &Path, o: LoadOpts) -> fulcrum::Dataset {
+    let m = fulcrum::design::ModelInput {
+        formula: formula.into(),
+        filters: o.filters.iter().map(|(c, v)| (c.to_string(), v.to_string())).collect(),
+        na: fulcrum::design::NaPolicy::Drop,
+        weights: o.weights.map(str::to_string),
+    };
+    let mut io = fulcrum::ingest::IngestOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    if let Some(r) = o.chunk_rows {
+        io.chunk_rows = r;
+    }
+    fulcrum::load(inputs, &m, &io, &fulcrum::progress::NoProgress).unwrap()
+}
+
 /// A scratch directory holding the test's inputs and its cache (`<dir>/cache`).
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -278,17 +308,13 @@ pub fn short_stderr(stderr: &str) -> &str {
     stderr.split("stack backtrace:").next().unwrap_or(stderr).trim_end()
 }
 
-/// Assert the run failed cleanly: exit `code`, every word of `words` in stderr, no panic,
-/// and no complete-looking or temporary cache left in `cache`. Reports every problem at once.
-pub fn assert_clean_failure(r: &Run, code: i32, words: &[&str], cache: &Path) {
-    if std::env::var_os("BAD_INPUT_SHOW").is_some() {
-        // `BAD_INPUT_SHOW=1 cargo test --release --test bad_input -- --nocapture --test-threads 1`
-        // prints every message the catalogue checks, for review.
-        eprintln!("[exit {:?}] {}", r.code, short_stderr(&r.stderr));
-    }
+/// What is wrong with a run that should have failed with exit `code` and an error naming every
+/// word of `words`: a panic or allocation abort, another exit code, no `fulcrum: error:` line, a
+/// word missing from stderr. Empty when the failure is clean.
+pub fn failure_problems(r: &Run, code: i32, words: &[&str]) -> Vec<String> {
     let mut problems = Vec::new();
-    if r.stderr.contains("panicked") || r.code == Some(101) {
-        problems.push("fulcrum panicked".to_string());
+    if r.stderr.contains("panicked") || r.code == Some(101) || r.stderr.contains("memory allocation") {
+        problems.push("fulcrum panicked or aborted".to_string());
     }
     if r.code == Some(0) {
         problems.push("expected failure, got exit 0".to_string());
@@ -303,6 +329,18 @@ pub fn assert_clean_failure(r: &Run, code: i32, words: &[&str], cache: &Path) {
             problems.push(format!("stderr does not mention {w:?}"));
         }
     }
+    problems
+}
+
+/// Assert the run failed cleanly: exit `code`, every word of `words` in stderr, no panic,
+/// and no complete-looking or temporary cache left in `cache`. Reports every problem at once.
+pub fn assert_clean_failure(r: &Run, code: i32, words: &[&str], cache: &Path) {
+    if std::env::var_os("BAD_INPUT_SHOW").is_some() {
+        // `BAD_INPUT_SHOW=1 cargo test --release --test bad_input -- --nocapture --test-threads 1`
+        // prints every message the catalogue checks, for review.
+        eprintln!("[exit {:?}] {}", r.code, short_stderr(&r.stderr));
+    }
+    let mut problems = failure_problems(r, code, words);
     problems.extend(cache_problems(cache));
     assert!(
         problems.is_empty(),

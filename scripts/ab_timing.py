@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Interleaved before/after timing of two fulcrum builds, for changes too small for the
+whole-benchmark scripts to resolve (a 10 % kernel change is within their run-to-run noise).
+
+  python3 scripts/ab_timing.py A B [--case adult-fit|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8]
+
+A and B are git revisions (built with `cargo build --release` from a `git worktree` of each, into
+target/ab/<sha>/fulcrum; the target dir is shared so only fulcrum itself is recompiled) or paths
+of fulcrum binaries. Each round runs, for A then B, one untimed run (builds or reuses that
+binary's cache) and `--runs` timed runs with the cache reused, and takes the median of one
+`timing_s` field of summary.json:
+
+  adult-fit        fit_total of `fit` on fixtures/adult.parquet (split = train, with native_country)
+  adult-diagnose   diagnostics of `diagnose` on the same
+  1m-diagnose      diagnostics of `diagnose` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
+                   (generate it with scripts/bench_fit.sh first)
+
+Prints every round's medians and the median over rounds for each side. Run it on an idle machine.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_fit import ADULT_CAT, ADULT_NUM, FORMULA_A, FORMULA_B, log  # noqa: E402
+
+CASES = {
+    "adult-fit": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "fit_total"),
+    "adult-diagnose": ("diagnose", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "diagnostics"),
+    "1m-diagnose": ("diagnose", "bench-data/sparse_1m.parquet", FORMULA_B, [], "diagnostics"),
+}
+assert ADULT_NUM and ADULT_CAT  # FORMULA_A is built from them
+
+
+def binary(spec):
+    """A fulcrum binary for `spec`: itself if it is a file, else built from that git revision."""
+    if os.path.isfile(spec):
+        return os.path.abspath(spec)
+    sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", spec], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    out = os.path.join(ROOT, "target", "ab", sha)
+    exe = os.path.join(out, "fulcrum")
+    if os.path.isfile(exe):
+        return exe
+    src = os.path.join(out, "src-tree")
+    subprocess.run(["rm", "-rf", src], check=True)
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-f", src, sha], check=True)
+    try:
+        log(f"building {sha} ...")
+        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "ab", "target"))
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "fulcrum"], cwd=src, env=env, check=True)
+        subprocess.run(["cp", os.path.join(env["CARGO_TARGET_DIR"], "release", "fulcrum"), exe], check=True)
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", src], check=False)
+    return exe
+
+
+def median_of_runs(exe, case, runs, work):
+    cmd, data, formula, extra, field = CASES[case]
+    out = os.path.join(work, "out")
+    base = [exe, cmd, os.path.join(ROOT, data), "--formula", formula, "--family", "binomial", *extra,
+            "--out", out, "--cache-dir", os.path.join(work, "cache", os.path.basename(exe) + str(hash(exe))), "-q"]
+    subprocess.run(base, check=True)  # untimed: builds or reuses the cache
+    vals = []
+    for _ in range(runs):
+        subprocess.run(base, check=True)
+        with open(os.path.join(out, "summary.json")) as f:
+            vals.append(json.load(f)["timing_s"][field])
+    return statistics.median(vals)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--case", choices=sorted(CASES), default="adult-fit")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=8)
+    a = ap.parse_args()
+    exes = {"A": binary(a.a), "B": binary(a.b)}
+    meds = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory() as work:
+        for r in range(a.rounds):
+            for side in ("A", "B"):
+                m = median_of_runs(exes[side], a.case, a.runs, work)
+                meds[side].append(m)
+                log(f"round {r + 1}/{a.rounds} {side}: median {m * 1e3:.1f} ms")
+    field = CASES[a.case][4]
+    for side, spec in (("A", a.a), ("B", a.b)):
+        v = meds[side]
+        print(f"{side} {spec}: timing_s.{field} medians per round (ms) "
+              f"{' '.join(f'{x * 1e3:.1f}' for x in v)}; median {statistics.median(v) * 1e3:.1f}")
+    print(f"B / A (medians over rounds): {statistics.median(meds['B']) / statistics.median(meds['A']):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,8 @@
 //! - fixtures/reference/alo_*.json and noncanon_*.json (scripts/reference/afif_checks.py, numpy,
 //!   the research doc's check_alo.py set-ups with exact LOO refits; the L1 file also carries a
 //!   glmnet 4.1 cross-check of the mean-form refits);
+//! - fixtures/reference/glmnet_sms_lasso_refits.json (scripts/reference/sms_refit_glmnet.py, R glmnet
+//!   leave-one-out refits on sms_spam);
 //! - fixtures/reference/cv_glmnet_insurance_smoker.json (cv.glmnet, exact LOO refits along the
 //!   path, scripts/reference/reference_cv_glmnet.R);
 //! - exact refits by fulcrum itself (warm-started to convergence on the data without the row),
@@ -497,4 +499,44 @@ fn sparse_lasso_alo_follows_refits_through_active_set_changes() {
     let s = a2.loo(|_| Ok(())).unwrap();
     assert!(!a2.inv.aliased.is_empty());
     assert!((s.sum_hat - (f2.kept.len() - a2.inv.aliased.len()) as f64).abs() < 1e-6);
+}
+
+#[test]
+fn sparse_lasso_refits_match_glmnet_where_a_full_newton_step_overshoots() {
+    // sms_spam at the mid-path λ of scripts/validate_influence.sh. Without row 2699, token 372
+    // is left in one message (x = 2): a full proximal Newton step from β̂ sent its coefficient
+    // to 59 (η = 114, IRLS weight 0), where the steps stalled with a penalised objective 0.0634
+    // against glmnet's 0.0603. The refit now halves steps that raise the objective and reaches
+    // glmnet's optimum. Row 5239's removal lets token 783 enter; row 68 has leverage 0.59.
+    let r = reference("glmnet_sms_lasso_refits.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = load("sms_spam.parquet", "is_spam ~ sparse(bow)", &[], &tmp);
+    let p = ds.design().n_params();
+    let lambdas = f64s(&r["lambda"]);
+    let mut o = PathOptions::new(Family::Binomial, Link::Logit, PathPenalty::ElasticNet, p);
+    o.nlambda = lambdas.len();
+    o.lambda_min_ratio = Some(lambdas[lambdas.len() - 1] / lambdas[0]);
+    let path = fit_path(&ds, &o).unwrap();
+    assert_eq!(path.points.len(), lambdas.len());
+    let idx = path.points.len() - 1;
+    assert!((path.points[idx].lambda / lambdas[idx] - 1.0).abs() < 1e-9);
+    let dev_rel = |a: f64, b: f64| (a - b).abs() / b;
+    let full_dev = r["deviance"].as_f64().unwrap();
+    assert!(dev_rel(path.points[idx].deviance, full_dev) < 1e-6);
+    let f = fit_at(&ds, &path, idx).unwrap();
+    for case in r["rows"].as_array().unwrap() {
+        let row = case["row"].as_u64().unwrap();
+        let (reduced, _) = ds.without_rows(&[row]);
+        let rf = refit_without(&reduced, &f, Some((&path, idx)), None).unwrap();
+        let dev = case["deviance"].as_f64().unwrap();
+        let eta = eta_of(&ds, row, &rf.beta);
+        let want = case["eta_loo"].as_f64().unwrap();
+        assert!(rf.converged, "row {row}: refit did not converge in {} steps", rf.steps);
+        assert!(
+            dev_rel(rf.deviance, dev) < 1e-6 && (eta - want).abs() < 1e-4,
+            "row {row}: deviance {} vs glmnet {dev}, x'β₋ᵢ {eta} vs glmnet {want} ({} steps)",
+            rf.deviance,
+            rf.steps
+        );
+    }
 }

@@ -49,6 +49,13 @@ pub const WORKING_SET_STEP: usize = 1000;
 /// path: small steps keep the strong rule tight and each coordinate-descent problem easy).
 pub const WARM_RATIO: f64 = 0.8;
 
+/// Step halvings [`prox_steps`] tries before it takes a step that raises the objective.
+const MAX_HALVINGS: usize = 30;
+
+/// Relative rise of the penalised objective that counts as an increase (above the rounding of
+/// a sum over the rows).
+const OBJECTIVE_SLACK: f64 = 1e-12;
+
 /// Which penalty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -360,6 +367,19 @@ impl Problem<'_> {
     /// How many columns may join a working set of `m` columns at once.
     fn budget(&self, m: usize) -> usize {
         m.max(WORKING_SET_STEP)
+    }
+
+    /// The penalty at β and λ, on the standardised scale per observation:
+    /// Σ_u [λα·w_u‖β̃_u‖₂ + λ(1 − α)·f_u/2·‖β̃_u‖₂²] with β̃_j = s_j·β_j (what [`cd::solve`]'s
+    /// blocks penalise), so that deviance/(2N) + this is the objective being minimised.
+    fn penalty_value(&self, beta: &[f64], lambda: f64) -> f64 {
+        self.units
+            .iter()
+            .map(|u| {
+                let sq: f64 = u.cols.iter().map(|&j| (beta[j] * self.scale[j]).powi(2)).sum();
+                lambda * self.alpha * u.weight * sq.sqrt() + lambda * (1.0 - self.alpha) * u.factor * sq / 2.0
+            })
+            .sum()
     }
 
     /// Largest KKT violation at β (standardised scale, per observation).
@@ -901,11 +921,32 @@ pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], 
     let (mut steps, mut passes) = (0, 0);
     let mut step = f64::INFINITY;
     let mut thr = f64::NAN;
+    // The point the last step started from and its objective: a step that raises the
+    // objective (or leaves the family's domain) is halved back towards it, as R's glm does.
+    // A full proximal Newton step from a start far from this data's optimum can overshoot
+    // into a region where some rows' IRLS weights are 0 (|η| > 30 for the logit), where the
+    // quadratic model no longer sees them and the steps stall short of the optimum.
+    let mut from: Option<(Vec<f64>, f64)> = None;
+    let mut halvings = 0;
     loop {
         let sub = ColumnSubset::new(p, &want);
         let st = irls_pass(ds, &prob.fo, Eval::Beta(&beta), null, &sub, Rhs::Score, ScoreCols::All);
         passes += 1;
-        if st.invalid > 0 || !st.dev.value().is_finite() {
+        let valid = st.invalid == 0 && st.dev.value().is_finite();
+        let objective = st.dev.value() / (2.0 * prob.n) + prob.penalty_value(&beta, lambda);
+        if let Some((b0, f0)) = &from {
+            let worse = !valid || objective > f0 + OBJECTIVE_SLACK * f0.abs();
+            if worse && halvings < MAX_HALVINGS {
+                halvings += 1;
+                for (b, &o) in beta.iter_mut().zip(b0) {
+                    *b = (*b + o) / 2.0;
+                }
+                step = f64::INFINITY;
+                continue;
+            }
+        }
+        halvings = 0;
+        if !valid {
             return Err(Error::Numerical(format!(
                 "penalised IRLS left the {} family's domain ({} rows with invalid fitted values)",
                 prob.fo.family.name(),
@@ -943,7 +984,7 @@ pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], 
             continue;
         }
         let (b, s) = prob.solve(&beta, &sub, &st, lambda, thr);
-        beta = b;
+        from = Some((std::mem::replace(&mut beta, b), objective));
         step = s;
         steps += 1;
     }

@@ -49,7 +49,7 @@ pub const WORKING_SET_STEP: usize = 1000;
 /// path: small steps keep the strong rule tight and each coordinate-descent problem easy).
 pub const WARM_RATIO: f64 = 0.8;
 
-/// Step halvings [`prox_steps`] tries before it takes a step that raises the objective.
+/// Step halvings [`fit_path`] and [`prox_steps`] try before it takes a step that raises the objective.
 const MAX_HALVINGS: usize = 30;
 
 /// Relative rise of the penalised objective that counts as an increase (above the rounding of
@@ -749,6 +749,9 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             // The λ whose solution `last_score` was computed at (inner passes compute the score
             // on the working set only, so it can be the previous λ's).
             let mut score_lam = lam_prev;
+            // As in `prox_steps`: a step that raises the penalised objective is halved back.
+            let mut from: Option<(Vec<f64>, f64)> = None;
+            let mut halvings = 0;
             loop {
                 let (sub, st) = match cur.take() {
                     Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
@@ -775,6 +778,18 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                         prob.pass(&beta, &cols, score)?
                     }
                 };
+                let objective = st.dev.value() / (2.0 * n) + prob.penalty_value(&beta, lam);
+                if let Some((b0, f0)) = &from {
+                    if objective > f0 + OBJECTIVE_SLACK * f0.abs() && halvings < MAX_HALVINGS {
+                        halvings += 1;
+                        for (b, &o) in beta.iter_mut().zip(b0) {
+                            *b = (*b + o) / 2.0;
+                        }
+                        step = f64::INFINITY;
+                        continue;
+                    }
+                }
+                halvings = 0;
                 if step < thr {
                     let add = prob.violators(&st.xtwz, &solved, lam);
                     if add.is_empty() {
@@ -794,7 +809,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                     break;
                 }
                 let (b, s) = prob.solve(&beta, &sub, &st, lam, thr);
-                beta = b;
+                from = Some((std::mem::replace(&mut beta, b), objective));
                 step = s;
                 want = sub.columns().to_vec();
                 solved = sub;

@@ -57,7 +57,16 @@ FORMULA_SMS = "is_spam ~ sparse(bow)"
 
 TARGET_PEARSON = 0.99
 REFIT_STEPS = 100
-DIVERGING = 5.0  # |refit change| (of a coefficient, or of eta) above this: running off to +-inf (separation)
+SEPARATION = "quasi-complete separation: the maximum-likelihood estimates of "
+
+
+def separated_names(warnings):
+    """Coefficients that a fit's separation warning names (no finite estimate: running off to +-inf)."""
+    out = set()
+    for w in warnings or []:
+        if w.startswith(SEPARATION) and " are infinite" in w:
+            out.update(x.strip() for x in w[len(SEPARATION):w.index(" are infinite")].split(","))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +185,7 @@ def fulcrum_refits(F, case, sel_pos, D, jobs):
         u = r["summary"]["influence"]["unlearn"]
         beta = coef_vector(u["coefficients"], D["names"], "predicted")
         return {"row": row, "eta_exact": float(xrow(D["X"], pos) @ beta), "steps": u["steps"], "wall_s": r["wall_s"],
-                "removed_rows": u.get("removed_rows")}
+                "removed_rows": u.get("removed_rows"), "separated": sorted(separated_names(u.get("warnings")))}
 
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(max_workers=jobs) as ex:
@@ -296,10 +305,11 @@ def shift_metrics(eta, loo_eta, eta_exact, eta_full_exact=None):
             "shift_ratio_median": float(np.median(sa / np.where(se == 0, np.nan, se)))}
 
 
-def stratified(eta, loo_eta, eta_exact, strata, base=None):
+def stratified(eta, loo_eta, eta_exact, strata, div, base=None):
+    """Shift metrics for all rows, per stratum, and without the rows in `div` (refits that diverge)."""
     out = {"all": shift_metrics(eta, loo_eta, eta_exact, base)}
     se = np.asarray(eta_exact, float) - np.asarray(eta if base is None else base, float)
-    div = np.abs(se) > DIVERGING
+    div = np.asarray(div, bool)
     out["n_diverging"] = int(div.sum())
     if div.any():
         # refits whose coefficients run off to +-inf without the row (separation): no finite LOO
@@ -320,8 +330,9 @@ def rel_l2(pred, ref):
     return float(np.linalg.norm(pred - ref) / d) if d > 0 else None
 
 
-def unlearn_block(F, case, D, curvature, removal=("--remove-top", "100", "--by", "cooks_d"), label="top 100 cooks_d"):
-    """--task unlearn <removal> at --steps 1 / 3 / 100 (the converged refit)."""
+def unlearn_block(F, case, D, curvature, full_sep, removal=("--remove-top", "100", "--by", "cooks_d"), label="top 100 cooks_d"):
+    """--task unlearn <removal> at --steps 1 / 3 / 100 (the converged refit). Diverging coefficients: those a
+    separation warning of the refit names and the full fit's (`full_sep`) does not."""
     tmp = os.path.join(F.work, "unlearn", case["name"] + "_" + curvature)
     runs = {}
     for steps in (1, 3, REFIT_STEPS):
@@ -342,7 +353,8 @@ def unlearn_block(F, case, D, curvature, removal=("--remove-top", "100", "--by",
     names = D["names"]
     b_hat = coef_vector(ref["coefficients"], names, "estimate")
     d_ref = coef_vector(ref["coefficients"], names, "predicted") - b_hat
-    keep = np.abs(d_ref) <= DIVERGING
+    div_names = separated_names(ref.get("warnings")) - full_sep
+    keep = np.array([n not in div_names for n in names])
     out["converged_steps"] = ref["steps"]
     out["converged"] = ref["steps"] < REFIT_STEPS
     out["diverging_coefficients"] = [{"name": n, "estimate": float(b), "refit_change": float(d)}
@@ -474,6 +486,10 @@ def run_case(F, case, a, res):
         rec.setdefault("loo_runs", {})[cv] = {"wall_s": r["wall_s"], "loo": s["influence"].get("loo"), "timing_s": s.get("timing_s"),
                                               "n_obs": s["n_obs"], "n_params": s["n_params"], "rank": s.get("rank")}
     s0 = loo[case["curvatures"][0]]["summary"]
+    # Coefficients the full fit already reports as separated (Adult: workclass[Without-pay]); a refit
+    # "diverges" when its separation warning names others.
+    full_sep = separated_names(s0.get("warnings"))
+    rec["full_fit_separated"] = sorted(full_sep)
     names_f = [c["name"] for c in s0["coefficients"]]
     beta = coef_vector(s0["coefficients"], D["names"])
     # penalised fits list only their nonzero coefficients: a subsequence of the design's names
@@ -513,10 +529,12 @@ def run_case(F, case, a, res):
                              "steps_max": max(steps) if steps else None, "not_converged": sum(s >= REFIT_STEPS for s in steps),
                              "removed_rows_ok": all(x.get("removed_rows") == [x["row"]] for x in fr if "steps" in x)}
     ok = np.array(["eta_exact" in x for x in fr])
+    div_rows = np.array([bool(set(x.get("separated", [])) - full_sep) for x in fr])
     eta_exact_f = np.array([x.get("eta_exact", np.nan) for x in fr])
     rec["per_row"] = {"row": sel_rows.tolist(), "stratum": strata, "eta": df0.loc[sel_rows, "eta"].tolist(),
                       "self_influence": df0.loc[sel_rows, "self_influence"].tolist(), "hat": df0.loc[sel_rows, "hat"].tolist(),
-                      "eta_exact_fulcrum": [None if np.isnan(v) else float(v) for v in eta_exact_f]}
+                      "eta_exact_fulcrum": [None if np.isnan(v) else float(v) for v in eta_exact_f],
+                      "refit_separated": [x.get("separated", []) for x in fr]}
     for cv in case["curvatures"]:
         rec["per_row"][f"loo_eta_{cv}"] = loo[cv]["df"].loc[sel_rows, "loo_eta"].tolist()
 
@@ -571,10 +589,11 @@ def run_case(F, case, a, res):
     eta_sel = df0.loc[sel_rows, "eta"].to_numpy()
     for cv in case["curvatures"]:
         le = loo[cv]["df"].loc[sel_rows, "loo_eta"].to_numpy()
-        m = {"vs_fulcrum_refit": stratified(eta_sel[ok], le[ok], eta_exact_f[ok], np.asarray(strata)[ok])}
+        m = {"vs_fulcrum_refit": stratified(eta_sel[ok], le[ok], eta_exact_f[ok], np.asarray(strata)[ok], div_rows[ok])}
         if ext is not None:
             k = ext["mask"]
-            m[f"vs_{ext['kind']}"] = stratified(eta_sel[k], le[k], ext["eta_exact"][k], np.asarray(strata)[k], base=ext["eta_full"][k])
+            m[f"vs_{ext['kind']}"] = stratified(eta_sel[k], le[k], ext["eta_exact"][k], np.asarray(strata)[k], div_rows[k],
+                                                 base=ext["eta_full"][k])
         rec["metrics"][cv] = m
     if ext is not None and ext["kind"] == "statsmodels":
         se_f = eta_exact_f - eta_sel
@@ -588,7 +607,7 @@ def run_case(F, case, a, res):
     ref0 = None
     for cv in case["curvatures"]:
         log(f"{name}: unlearn --remove-top 100 --by cooks_d, curvature {cv}, steps 1 / 3 / {REFIT_STEPS} ...")
-        u, ref = unlearn_block(F, case, D, cv)
+        u, ref = unlearn_block(F, case, D, cv, full_sep)
         rec["unlearn"][cv] = u
         if ref is None:
             # fulcrum failed on the top-100 removal: 100 random rows instead (recorded as such)
@@ -596,7 +615,7 @@ def run_case(F, case, a, res):
             rr = np.random.default_rng(a.seed + 1).choice(D["rows"], size=100, replace=False)
             write_rows(rf, rr)
             log(f"{name}: unlearn failed on the top 100 ({u['runs']}); 100 random rows instead ...")
-            u2, ref = unlearn_block(F, case, D, cv, ("--remove", rf), "random 100 (fallback)")
+            u2, ref = unlearn_block(F, case, D, cv, full_sep, ("--remove", rf), "random 100 (fallback)")
             rec["unlearn"][cv + " (fallback: random 100)"] = u2
         ref0 = ref0 or ref
     rec["prune_verify"] = prune_check(F, case, D, ref0)
@@ -634,13 +653,14 @@ def cmd_run(a):
         "fulcrum_binary": a.fulcrum,
         "git": git_state(),
         "settings": {"n_top": a.n_top, "n_random": a.n_random, "seed": a.seed, "jobs": a.jobs, "refit_steps": REFIT_STEPS,
-                     "glmnet_rows": a.glmnet_rows, "target_pearson": TARGET_PEARSON, "diverging_threshold": DIVERGING},
+                     "glmnet_rows": a.glmnet_rows, "target_pearson": TARGET_PEARSON,
+                     "diverging": "rows (coefficients) whose refit's separation warning names coefficients the full fit's does not"},
         "notes": [
             "shift: loo_eta - eta (fulcrum --task loo) vs exact eta_{-i} - eta_i; eta_{-i} = x_i'beta_{-i}, x_i built in Python.",
             "vs_fulcrum_refit: beta_{-i} from `influence --task unlearn --remove <row> --steps 100` (converged, warm-started).",
             "vs_statsmodels / vs_glmnet: independent refits (statsmodels IRLS tol 1e-12; glmnet thresh 1e-14 on the same lambda sequence).",
             "unlearn rel_l2: ||dbeta_pred - dbeta_refit|| / ||dbeta_refit|| (coefficient scale, intercept included); "
-            "_excl_diverging drops coefficients whose refit change exceeds the threshold (separation); "
+            "_excl_diverging drops the coefficients that a separation warning of the refit names (and the full fit's does not); "
             "rel_l2_eta: the same on X dbeta over the kept rows.",
         ],
         "cases": {},

@@ -189,6 +189,41 @@ fn unlearn_and_prune_predict_the_refit() {
     .success();
     let u = &json(tmp4.path(), "summary.json")["influence"]["unlearn"];
     assert_eq!(u["removed"], 3);
+    // One step is not the optimum, and says so without a "did not converge" warning; the
+    // full fit's own separation (workclass[Without-pay]) is still reported.
+    assert_eq!(u["converged"], false);
+    let warns: Vec<&str> = u["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(!warns.iter().any(|w| w.contains("did not converge")), "{warns:?}");
+    assert!(
+        warns
+            .iter()
+            .any(|w| w.contains("separation") && w.contains("workclass[Without-pay]")),
+        "{warns:?}"
+    );
+
+    // Row 25799 is the only positive of occupation = Armed-Forces: the refit without it
+    // converges with that coefficient running off (no finite estimate), and says so.
+    let one = tmp.path().join("row25799.parquet");
+    common::write_parquet(&one, &common::batch(vec![("row", common::i64s(&[25799]))]));
+    let tmp5 = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp5.path(),
+        &["--task", "unlearn", "--remove", one.to_str().unwrap(), "--steps", "100"],
+    )
+    .success();
+    let u = &json(tmp5.path(), "summary.json")["influence"]["unlearn"];
+    assert_eq!(u["converged"], true);
+    assert!(u["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("occupation[Armed-Forces]")));
     assert!(u["coefficients"]
         .as_array()
         .unwrap()

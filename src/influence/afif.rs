@@ -972,12 +972,17 @@ pub fn refit_without(
                 fo.max_iter = k.max(1);
             }
             let f = fit_from(reduced, &fo, Some(&fit.beta))?;
+            let mut warnings = f.warnings;
+            if steps.is_some() {
+                // A fixed number of steps stops short by design: `converged` says so.
+                warnings.retain(|w| !w.starts_with("algorithm did not converge"));
+            }
             Ok(Refit {
                 beta: f.beta,
                 deviance: f.deviance,
                 steps: f.iterations,
                 converged: f.converged,
-                warnings: f.warnings,
+                warnings,
             })
         }
     }

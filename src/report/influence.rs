@@ -306,6 +306,8 @@ pub fn unlearn_block(
     let mut block = json!({
         "removed": sorted.len(),
         "steps": pred.steps,
+        "converged": pred.converged,
+        "warnings": js(&pred.warnings),
         "deviance_before": fit.deviance,
         "deviance_predicted": pred.deviance,
         "coefficients": coefs,

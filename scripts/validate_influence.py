@@ -332,7 +332,7 @@ def rel_l2(pred, ref):
 
 def unlearn_block(F, case, D, curvature, full_sep, removal=("--remove-top", "100", "--by", "cooks_d"), label="top 100 cooks_d"):
     """--task unlearn <removal> at --steps 1 / 3 / 100 (the converged refit). Diverging coefficients: those a
-    separation warning of the refit names and the full fit's (`full_sep`) does not."""
+    separation warning of the refit names (no finite estimate; `full_sep`, the full fit's, among them)."""
     tmp = os.path.join(F.work, "unlearn", case["name"] + "_" + curvature)
     runs = {}
     for steps in (1, 3, REFIT_STEPS):
@@ -353,7 +353,7 @@ def unlearn_block(F, case, D, curvature, full_sep, removal=("--remove-top", "100
     names = D["names"]
     b_hat = coef_vector(ref["coefficients"], names, "estimate")
     d_ref = coef_vector(ref["coefficients"], names, "predicted") - b_hat
-    div_names = separated_names(ref.get("warnings")) - full_sep
+    div_names = separated_names(ref.get("warnings")) | full_sep
     keep = np.array([n not in div_names for n in names])
     out["converged_steps"] = ref["steps"]
     out["converged"] = ref["steps"] < REFIT_STEPS
@@ -476,15 +476,20 @@ def run_case(F, case, a, res):
     pos_of = {int(r): i for i, r in enumerate(D["rows"])}
 
     # approximate LOO per curvature
+    # (the default, whose rows with leverage above 0.5 -- at most 100 -- take two Fisher steps on the data
+    # without them, and `--loo-refine 0`: the one-step approximation for every row)
     loo = {}
     for cv in case["curvatures"]:
-        out = os.path.join(F.work, "loo", f"{name}_{cv}")
-        r = must(F.run("influence", case, ["--task", "loo", "--curvature", cv], out), f"{name}: --task loo --curvature {cv}")
-        s = r["summary"]
-        df = read_parquet_df(os.path.join(out, "influence.parquet"))
-        loo[cv] = {"df": df.set_index("row"), "summary": s, "wall_s": r["wall_s"]}
-        rec.setdefault("loo_runs", {})[cv] = {"wall_s": r["wall_s"], "loo": s["influence"].get("loo"), "timing_s": s.get("timing_s"),
-                                              "n_obs": s["n_obs"], "n_params": s["n_params"], "rank": s.get("rank")}
+        for key, extra in ((cv, []), (f"{cv}, one step", ["--loo-refine", "0"])):
+            out = os.path.join(F.work, "loo", f"{name}_{key.replace(', ', '_').replace(' ', '_')}")
+            r = must(F.run("influence", case, ["--task", "loo", "--curvature", cv, *extra], out),
+                     f"{name}: --task loo --curvature {cv} {' '.join(extra)}")
+            s = r["summary"]
+            df = read_parquet_df(os.path.join(out, "influence.parquet"))
+            loo[key] = {"df": df.set_index("row"), "summary": s, "wall_s": r["wall_s"]}
+            rec.setdefault("loo_runs", {})[key] = {"wall_s": r["wall_s"], "loo": s["influence"].get("loo"),
+                                                   "refinement": s["influence"].get("loo_refinement"), "timing_s": s.get("timing_s"),
+                                                   "n_obs": s["n_obs"], "n_params": s["n_params"], "rank": s.get("rank")}
     s0 = loo[case["curvatures"][0]]["summary"]
     # Coefficients the full fit already reports as separated (Adult: workclass[Without-pay]); a refit
     # "diverges" when its separation warning names others.
@@ -535,7 +540,7 @@ def run_case(F, case, a, res):
                       "self_influence": df0.loc[sel_rows, "self_influence"].tolist(), "hat": df0.loc[sel_rows, "hat"].tolist(),
                       "eta_exact_fulcrum": [None if np.isnan(v) else float(v) for v in eta_exact_f],
                       "refit_separated": [x.get("separated", []) for x in fr]}
-    for cv in case["curvatures"]:
+    for cv in loo:
         rec["per_row"][f"loo_eta_{cv}"] = loo[cv]["df"].loc[sel_rows, "loo_eta"].tolist()
 
     # statsmodels / glmnet
@@ -587,7 +592,7 @@ def run_case(F, case, a, res):
     # metrics per curvature
     rec["metrics"] = {}
     eta_sel = df0.loc[sel_rows, "eta"].to_numpy()
-    for cv in case["curvatures"]:
+    for cv in loo:
         le = loo[cv]["df"].loc[sel_rows, "loo_eta"].to_numpy()
         m = {"vs_fulcrum_refit": stratified(eta_sel[ok], le[ok], eta_exact_f[ok], np.asarray(strata)[ok], div_rows[ok])}
         if ext is not None:
@@ -654,13 +659,14 @@ def cmd_run(a):
         "git": git_state(),
         "settings": {"n_top": a.n_top, "n_random": a.n_random, "seed": a.seed, "jobs": a.jobs, "refit_steps": REFIT_STEPS,
                      "glmnet_rows": a.glmnet_rows, "target_pearson": TARGET_PEARSON,
-                     "diverging": "rows (coefficients) whose refit's separation warning names coefficients the full fit's does not"},
+                     "diverging": "rows whose refit's separation warning names coefficients the full fit's does not; "
+                                  "coefficients named by either"},
         "notes": [
             "shift: loo_eta - eta (fulcrum --task loo) vs exact eta_{-i} - eta_i; eta_{-i} = x_i'beta_{-i}, x_i built in Python.",
             "vs_fulcrum_refit: beta_{-i} from `influence --task unlearn --remove <row> --steps 100` (converged, warm-started).",
             "vs_statsmodels / vs_glmnet: independent refits (statsmodels IRLS tol 1e-12; glmnet thresh 1e-14 on the same lambda sequence).",
             "unlearn rel_l2: ||dbeta_pred - dbeta_refit|| / ||dbeta_refit|| (coefficient scale, intercept included); "
-            "_excl_diverging drops the coefficients that a separation warning of the refit names (and the full fit's does not); "
+            "_excl_diverging drops the coefficients that a separation warning of the refit or the full fit names; "
             "rel_l2_eta: the same on X dbeta over the kept rows.",
         ],
         "cases": {},
@@ -726,6 +732,10 @@ def tables(res):
             out.append(f"| {name} | FAILED: {r['error'][:200]} | | | | | | | | | |")
             continue
         for cv, m in r["metrics"].items():
+            ref = (r.get("loo_runs", {}).get(cv) or {}).get("refinement")
+            if ref and ref.get("rows"):
+                sel = set(r["per_row"]["row"])
+                cv = f"{cv} ({len(ref['rows'])} rows with h > {ref['above']} refined, {len(sel & set(ref['rows']))} of them here)"
             for truth, mm in m.items():
                 al = mm["all"]
                 rel = " / ".join(_f(mm[k]["median_rel_err_shift"], 3) if k in mm else "–" for k in ("all", "top", "random"))

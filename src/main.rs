@@ -61,6 +61,8 @@ struct RunArgs {
     diag: DiagnoseArgs,
     #[command(flatten)]
     afif: AfifArgs,
+    #[command(flatten)]
+    loo: LooArgs,
 }
 
 #[derive(Args)]
@@ -181,6 +183,59 @@ struct InfluenceArgs {
     /// unlearn: Fisher-scoring (proximal when penalised) steps of the reweighted objective.
     #[arg(long, default_value_t = 1)]
     steps: usize,
+    #[command(flatten)]
+    loo: LooArgs,
+}
+
+/// Leave-one-out options (`influence --task loo`, `run`).
+#[derive(Args)]
+struct LooArgs {
+    /// loo: at most K rows with leverage above --loo-refine-above get their leave-one-out values
+    /// from --loo-refine-steps Fisher-scoring steps on the data without them (K × steps passes)
+    /// instead of the one-step approximation, which is weakest there. 0: none.
+    #[arg(long, value_name = "K", default_value_t = 200)]
+    loo_refine: usize,
+    /// loo: the leverage a row must exceed to be refined by --loo-refine.
+    #[arg(long, value_name = "H", default_value_t = 0.5)]
+    loo_refine_above: f64,
+    /// loo: steps per row refined by --loo-refine.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    loo_refine_steps: usize,
+}
+
+impl LooArgs {
+    fn check(&self) -> Result<(), Error> {
+        if self.loo_refine_steps == 0 {
+            return Err(Error::Usage("--loo-refine-steps must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.loo_refine_above) {
+            return Err(Error::Usage(format!(
+                "--loo-refine-above must be in [0, 1), got {}",
+                self.loo_refine_above
+            )));
+        }
+        Ok(())
+    }
+
+    /// Write `DIR/influence.parquet` of `--task loo` with the rows refined as asked; the
+    /// summary and the refinement report.
+    fn write(
+        &self,
+        afif: &mut fulcrum::influence::Afif,
+        f: &Fitted,
+    ) -> Result<(fulcrum::influence::LooSummary, Option<serde_json::Value>), Error> {
+        let path = f.path.as_ref().map(|(p, s)| (p, *s));
+        let opts = fulcrum::report::influence::LooRefineOptions {
+            rows: self.loo_refine,
+            above: self.loo_refine_above,
+            steps: self.loo_refine_steps,
+        };
+        let (s, r) = fulcrum::report::influence::write_loo_refined(afif, &f.out.join("influence.parquet"), path, opts)?;
+        let r = r
+            .map(|r| serde_json::to_value(&r).map_err(|e| Error::Usage(e.to_string())))
+            .transpose()?;
+        Ok((s, r))
+    }
 }
 
 #[derive(Args)]
@@ -907,6 +962,7 @@ fn read_row_ids(path: &std::path::Path) -> Result<Vec<u64>, Error> {
 
 fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
     use fulcrum::report::influence as ri;
+    a.loo.check()?;
     let f = a.fit.run()?;
     let t = std::time::Instant::now();
     let mut afif = a.afif.setup(&f)?;
@@ -931,7 +987,10 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
     }
     match a.task {
         TaskArg::Loo => {
-            let s = ri::write_loo(&afif, &out.join("influence.parquet"))?;
+            let (s, r) = a.loo.write(&mut afif, &f)?;
+            if let Some(r) = r {
+                block["loo_refinement"] = r;
+            }
             block["loo"] = serde_json::to_value(&s).map_err(|e| Error::Usage(e.to_string()))?;
         }
         TaskArg::Cv => {
@@ -1141,6 +1200,7 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
             "run does not use --test, --test-filter or --group-col; use `fulcrum influence --task attribute|fairness` or `fulcrum prune`".into(),
         ));
     }
+    a.loo.check()?;
     let f = a.diag.fit.run()?;
     let quiet = a.diag.fit.model.quiet;
     let (ds, fit, out) = (&f.ds, &f.fit, &f.out);
@@ -1155,13 +1215,16 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
     let t = std::time::Instant::now();
     let mut infl = serde_json::json!({});
     if fit.kept.len() <= fulcrum::report::diagnostics::AUTO_EXACT_MAX {
-        let afif = a.afif.setup(&f)?;
-        let s = fulcrum::report::influence::write_loo(&afif, &out.join("influence.parquet"))?;
+        let mut afif = a.afif.setup(&f)?;
+        let (s, refinement) = a.loo.write(&mut afif, &f)?;
         infl = serde_json::json!({
             "curvature": afif.inv.curvature(),
             "removal_penalty": afif.removal,
             "loo": s,
         });
+        if let Some(r) = refinement {
+            infl["loo_refinement"] = r;
+        }
         if let Some((path, _)) = &f.path {
             let pts = fulcrum::influence::alo_path(ds, path, afif.inv.curvature(), afif.removal)?;
             put_cv_choice(&mut infl, &pts);

@@ -50,6 +50,33 @@ fn loo_writes_every_row_and_a_cv_summary() {
         .iter()
         .all(|&x| x >= 0.0));
     assert_eq!(s["influence"]["curvature"], "fisher");
+    // By default the rows with leverage above 0.5 (at most 200) are refined by two Fisher steps
+    // on the data without them; the rest keep the one-step values (`--loo-refine 0`: all do).
+    let r = &s["influence"]["loo_refinement"];
+    assert_eq!(r["steps"], 2);
+    let refined: Vec<u64> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    let rows = column(tmp.path(), "influence.parquet", "row");
+    let hat = column(tmp.path(), "influence.parquet", "hat");
+    let loo = column(tmp.path(), "influence.parquet", "loo_eta");
+    let high = hat.iter().filter(|&&h| h > 0.5 && h < 1.0 - 1e-10).count();
+    assert_eq!(refined.len(), high.min(200));
+    let tmp0 = tempfile::tempdir().unwrap();
+    run("influence", tmp0.path(), &["--task", "loo", "--loo-refine", "0"]).success();
+    assert!(json(tmp0.path(), "summary.json")["influence"]["loo_refinement"].is_null());
+    let loo0 = column(tmp0.path(), "influence.parquet", "loo_eta");
+    for i in 0..rows.len() {
+        let r = rows[i] as u64;
+        if refined.contains(&r) {
+            assert!(hat[i] > 0.5);
+        } else {
+            assert_eq!(loo[i].to_bits(), loo0[i].to_bits(), "row {r}");
+        }
+    }
 }
 
 #[test]
@@ -240,6 +267,12 @@ fn misuse_is_a_usage_error() {
         .code(2);
     run("influence", tmp.path(), &["--task", "attribute"]).failure().code(2);
     run("influence", tmp.path(), &["--task", "unlearn"]).failure().code(2);
+    run("influence", tmp.path(), &["--task", "loo", "--loo-refine-steps", "0"])
+        .failure()
+        .code(2);
+    run("influence", tmp.path(), &["--task", "loo", "--loo-refine-above", "1.5"])
+        .failure()
+        .code(2);
     run("prune", tmp.path(), &["--by", "cooks_d"]).failure().code(2);
     run("prune", tmp.path(), &["--by", "leverage", "--top", "3"])
         .failure()

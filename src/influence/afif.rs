@@ -22,7 +22,7 @@
 //!   the group lasso's curvature in M (research/afif.md §5).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use crate::chunk::ChunkView;
 use crate::error::{Error, Result};
@@ -67,6 +67,9 @@ pub struct Afif<'a> {
     minv: Option<Vec<f64>>,
     /// Reports of the solves done so far.
     pub solves: Vec<SolveReport>,
+    /// Rows whose leave-one-out values [`Afif::loo`] takes from Newton steps on the data
+    /// without them ([`Afif::refine_loo`]): row id → coefficients after the steps (length p).
+    refined: HashMap<u64, Vec<f64>>,
 }
 
 /// Per-row terms of one chunk at β̂.
@@ -107,6 +110,7 @@ impl<'a> Afif<'a> {
             restd: None,
             minv,
             solves: Vec::new(),
+            refined: HashMap::new(),
         };
         if penalised && removal == Removal::SameLambda {
             // The fit's own last pass has the gradient (Fisher and Hessian share ℓ′).
@@ -321,6 +325,7 @@ impl<'a> Afif<'a> {
                         let v = self.ds.cache.view(ci);
                         let t = self.terms(&v, None, &u0f);
                         let rows = RowEntries::new(&v, &self.ds.design().layout, self.inv.kept());
+                        let refined = self.refined_etas(&v);
                         let mut e = Vec::new();
                         let mut o = LooRows::default();
                         for i in 0..v.n {
@@ -331,7 +336,9 @@ impl<'a> Afif<'a> {
                                 (f64::NAN, f64::NAN)
                             } else {
                                 let mut le = t.eta[i] + (t.d1[i] * t.q[i] - t.corr[i]) / (1.0 - h);
-                                if kinks {
+                                if let Some(&(_, e)) = refined.iter().find(|r| r.0 == i) {
+                                    le = e;
+                                } else if kinks {
                                     rows.fill(i, &mut e);
                                     if let Some(x) = self.active_set_step(&e, i, &t) {
                                         le = t.eta[i] + x;
@@ -457,6 +464,86 @@ impl<'a> Afif<'a> {
             set.extend(more);
         }
         Some(e.iter().map(|&(l, x)| x * delta[l]).sum())
+    }
+
+    /// (position in the chunk, x_iᵀβ₋ᵢ + offset) of the chunk's refined rows.
+    fn refined_etas(&self, v: &ChunkView) -> Vec<(usize, f64)> {
+        if self.refined.is_empty() {
+            return Vec::new();
+        }
+        let layout = &self.ds.design().layout;
+        let mut out = Vec::new();
+        let mut eta = Vec::new();
+        for (i, r) in v.row_id.iter().enumerate() {
+            if let Some(beta) = self.refined.get(r) {
+                eta.resize(v.n, 0.0);
+                x_beta(v, layout, beta, &mut eta);
+                out.push((i, eta[i] + v.offset[i]));
+            }
+        }
+        out
+    }
+
+    /// Sharpen [`Afif::loo`] where the one-step ALO is weakest: of the rows with leverage in
+    /// (`above`, 1), the `rows` largest (found by one [`Afif::loo`] pass) get their
+    /// leave-one-out η from `steps` Fisher-scoring steps on the data without them
+    /// ([`Afif::refine_loo_rows`]).
+    pub fn refine_loo(
+        &mut self,
+        path: Option<(&Path, usize)>,
+        rows: usize,
+        above: f64,
+        steps: usize,
+    ) -> Result<LooRefinement> {
+        let mut pick = LooRefinePick::new(rows, above);
+        self.loo(|o| {
+            pick.offer(&o);
+            Ok(())
+        })?;
+        self.refine_loo_rows(path, &pick.rows(), above, steps)
+    }
+
+    /// From now on [`Afif::loo`] takes the leave-one-out η of each of `rows` from `steps`
+    /// Fisher-scoring steps (proximal for lasso-type fits, as `unlearn --steps`) on the data
+    /// without the row, from β̂: `steps` passes per row. One step equals the ALO step up to the
+    /// active-set handling; two follow the refit closely where the leverage is large (sms_spam:
+    /// docs/influence.md). Only for the same-λ removal (what a refit does); `path` is the fit's
+    /// path and point when penalised; `above` is recorded in the report.
+    pub fn refine_loo_rows(
+        &mut self,
+        path: Option<(&Path, usize)>,
+        rows: &[u64],
+        above: f64,
+        steps: usize,
+    ) -> Result<LooRefinement> {
+        if self.removal != Removal::SameLambda && self.fit.penalty != Penalty::None {
+            return Err(Error::Usage(
+                "--loo-refine refits at the same lambda: it needs --removal-penalty same-lambda".into(),
+            ));
+        }
+        let t0 = std::time::Instant::now();
+        self.refined.clear();
+        let mut rep = LooRefinement {
+            rows: Vec::with_capacity(rows.len()),
+            above,
+            steps,
+            failed: Vec::new(),
+            seconds: 0.0,
+        };
+        for &row in rows {
+            let (reduced, _) = self.ds.without_rows(&[row]);
+            match refit_without(&reduced, self.fit, path, Some(steps.max(1))) {
+                Ok(r) if r.beta.iter().all(|b| b.is_finite()) => {
+                    self.refined.insert(row, r.beta);
+                    rep.rows.push(row);
+                }
+                // Keep the one-step value; say which rows.
+                Ok(_) | Err(Error::Numerical(_)) => rep.failed.push(row),
+                Err(e) => return Err(e),
+            }
+        }
+        rep.seconds = t0.elapsed().as_secs_f64();
+        Ok(rep)
     }
 
     /// Solve u = M⁻¹v with the configured solver (recorded in `solves`).
@@ -827,6 +914,51 @@ impl TopK {
         let mut v = self.heap.into_vec();
         v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         v.into_iter().map(|x| (x.1, x.2)).collect()
+    }
+}
+
+/// What [`Afif::refine_loo`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LooRefinement {
+    /// Rows whose leave-one-out values come from the steps, largest leverage first.
+    pub rows: Vec<u64>,
+    /// Only rows with leverage above this were eligible.
+    pub above: f64,
+    /// Fisher-scoring steps per row.
+    pub steps: usize,
+    /// Chosen rows whose steps failed numerically (they keep the one-step ALO value).
+    pub failed: Vec<u64>,
+    /// Wall time of the selection pass and the steps.
+    pub seconds: f64,
+}
+
+/// Picks the rows to refine from a stream of [`LooRows`]: the `k` largest leverages in
+/// (`above`, 1).
+#[derive(Debug, Clone)]
+pub struct LooRefinePick {
+    top: TopK,
+    above: f64,
+}
+
+impl LooRefinePick {
+    /// At most `k` rows with leverage above `above`.
+    pub fn new(k: usize, above: f64) -> Self {
+        LooRefinePick {
+            top: TopK::new(k),
+            above,
+        }
+    }
+    /// Offer one chunk's rows.
+    pub fn offer(&mut self, o: &LooRows) {
+        for (&r, &h) in o.row.iter().zip(&o.hat) {
+            if h > self.above && h < HAT_ONE {
+                self.top.push(r, h);
+            }
+        }
+    }
+    /// The chosen row ids, largest leverage first.
+    pub fn rows(self) -> Vec<u64> {
+        self.top.into_sorted().into_iter().map(|x| x.0).collect()
     }
 }
 

@@ -10,7 +10,10 @@ pub mod sketch;
 pub mod solve;
 pub mod testset;
 
-pub use afif::{alo_path, cv_choice, refit_without, Afif, AloPoint, LooRows, LooSummary, Parity, Refit, Removal, TopK};
+pub use afif::{
+    alo_path, cv_choice, refit_without, Afif, AloPoint, LooRefinePick, LooRefinement, LooRows, LooSummary, Parity,
+    Refit, Removal, TopK,
+};
 pub use exact::{diagnose, DiagOptions, DiagSummary, RowDiagnostics};
 pub use randomized::{randomized_leverage, RandomizedOptions, RandomizedSummary};
 pub use sketch::{accuracy, sketch, Accuracy, ApproxRows, Projection, SketchOptions, SketchSummary};

@@ -12,7 +12,9 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::glm::{Fit, Path as GlmPath};
-use crate::influence::{diagnose, refit_without, Afif, DiagOptions, LooSummary, TestRow, TopK};
+use crate::influence::{
+    diagnose, refit_without, Afif, DiagOptions, LooRefinePick, LooRefinement, LooRows, LooSummary, TestRow, TopK,
+};
 use crate::ingest::Dataset;
 use crate::report::parquet::{F64TableWriter, TableWriter};
 use crate::source::InputSet;
@@ -29,14 +31,56 @@ pub type RowValues = Vec<(u64, f64)>;
 
 /// `loo`: write `row, eta, loo_eta, loo_loss, self_influence, hat` to `file`.
 pub fn write_loo(afif: &Afif, file: &Path) -> Result<LooSummary> {
+    write_loo_seen(afif, file, |_| {})
+}
+
+/// [`write_loo`], showing each chunk's rows to `seen` first.
+fn write_loo_seen(afif: &Afif, file: &Path, mut seen: impl FnMut(&LooRows)) -> Result<LooSummary> {
     let cols: Vec<String> = ["eta", "loo_eta", "loo_loss", "self_influence", "hat"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     let mut w = F64TableWriter::create(file, "row", &cols)?;
-    let s = afif.loo(|o| w.write_owned(o.row, [o.eta, o.loo_eta, o.loo_loss, o.self_influence, o.hat]))?;
+    let s = afif.loo(|o| {
+        seen(&o);
+        w.write_owned(o.row, [o.eta, o.loo_eta, o.loo_loss, o.self_influence, o.hat])
+    })?;
     w.finish()?;
     Ok(s)
+}
+
+/// How `--task loo` refines (`--loo-refine K --loo-refine-above H --loo-refine-steps N`).
+#[derive(Debug, Clone, Copy)]
+pub struct LooRefineOptions {
+    /// At most this many rows (0: none).
+    pub rows: usize,
+    /// Leverage a row must exceed.
+    pub above: f64,
+    /// Fisher-scoring steps per row.
+    pub steps: usize,
+}
+
+/// [`write_loo`] with the highest-leverage rows refined ([`Afif::refine_loo_rows`]): the rows
+/// are picked while the one-step values are written; when there are any, they are refined and
+/// the file is written again (replacing the first, atomically). No extra pass when no row
+/// qualifies.
+pub fn write_loo_refined(
+    afif: &mut Afif,
+    file: &Path,
+    path: Option<(&GlmPath, usize)>,
+    opts: LooRefineOptions,
+) -> Result<(LooSummary, Option<LooRefinement>)> {
+    if opts.rows == 0 {
+        return Ok((write_loo(afif, file)?, None));
+    }
+    let mut pick = LooRefinePick::new(opts.rows, opts.above);
+    let s = write_loo_seen(afif, file, |o| pick.offer(o))?;
+    let rows = pick.rows();
+    let rep = afif.refine_loo_rows(path, &rows, opts.above, opts.steps)?;
+    if rows.is_empty() {
+        return Ok((s, Some(rep)));
+    }
+    Ok((write_loo(afif, file)?, Some(rep)))
 }
 
 /// Per-row effects of a functional with solved `u`: `row, <name>` (first order) and, when M is

@@ -56,6 +56,7 @@ FORMULA_INS = "charges ~ " + " + ".join(INS_NUM + INS_CAT)
 FORMULA_SMS = "is_spam ~ sparse(bow)"
 
 TARGET_PEARSON = 0.99
+LOO_REFINE = 200  # `--task loo --loo-refine K` of the primary runs (the one-step default is reported too)
 REFIT_STEPS = 100
 SEPARATION = "quasi-complete separation: the maximum-likelihood estimates of "
 
@@ -476,11 +477,11 @@ def run_case(F, case, a, res):
     pos_of = {int(r): i for i, r in enumerate(D["rows"])}
 
     # approximate LOO per curvature
-    # (the default, whose rows with leverage above 0.5 -- at most 100 -- take two Fisher steps on the data
-    # without them, and `--loo-refine 0`: the one-step approximation for every row)
+    # (with --loo-refine: the rows with leverage above 0.5 -- at most LOO_REFINE -- take two Fisher steps on
+    # the data without them; and the default: the one-step approximation for every row)
     loo = {}
     for cv in case["curvatures"]:
-        for key, extra in ((cv, []), (f"{cv}, one step", ["--loo-refine", "0"])):
+        for key, extra in ((cv, ["--loo-refine", str(LOO_REFINE)]), (f"{cv}, one step", [])):
             out = os.path.join(F.work, "loo", f"{name}_{key.replace(', ', '_').replace(' ', '_')}")
             r = must(F.run("influence", case, ["--task", "loo", "--curvature", cv, *extra], out),
                      f"{name}: --task loo --curvature {cv} {' '.join(extra)}")

@@ -3,7 +3,7 @@
 #   cases  (a) Adult logistic, unpenalised; (b) Adult lasso at the path's middle lambda;
 #          (c) SMS spam bag of words (sparse(bow)) lasso at the path's middle lambda;
 #          (d) insurance Gamma with log link (non-canonical), --curvature fisher and hessian.
-#   LOO    --task loo vs exact leave-one-out refits of 200 rows (the 100 largest self_influence + 100
+#   LOO    --task loo (with --loo-refine 200, and the one-step default) vs exact leave-one-out refits of 200 rows (the 100 largest self_influence + 100
 #          random, fixed seed): Pearson of the eta shifts (loo_eta - eta vs exact - eta) and of loo_eta
 #          vs exact eta, median relative error of the shift. Exact = fulcrum's own converged refit
 #          (`--task unlearn --remove <row> --steps 100`) for every case, and independently statsmodels

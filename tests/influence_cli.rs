@@ -50,9 +50,18 @@ fn loo_writes_every_row_and_a_cv_summary() {
         .iter()
         .all(|&x| x >= 0.0));
     assert_eq!(s["influence"]["curvature"], "fisher");
-    // By default the rows with leverage above 0.5 (at most 200) are refined by two Fisher steps
-    // on the data without them; the rest keep the one-step values (`--loo-refine 0`: all do).
-    let r = &s["influence"]["loo_refinement"];
+    assert!(s["influence"]["loo_refinement"].is_null());
+    // --loo-refine: the rows with leverage above 0.5 (at most K) are refined by two Fisher steps
+    // on the data without them; the rest keep the one-step values. Adult has none above 0.5,
+    // so refine those above 0.1.
+    let tmp1 = tempfile::tempdir().unwrap();
+    run(
+        "influence",
+        tmp1.path(),
+        &["--task", "loo", "--loo-refine", "5", "--loo-refine-above", "0.1"],
+    )
+    .success();
+    let r = &json(tmp1.path(), "summary.json")["influence"]["loo_refinement"];
     assert_eq!(r["steps"], 2);
     let refined: Vec<u64> = r["rows"]
         .as_array()
@@ -60,23 +69,29 @@ fn loo_writes_every_row_and_a_cv_summary() {
         .iter()
         .map(|x| x.as_u64().unwrap())
         .collect();
-    let rows = column(tmp.path(), "influence.parquet", "row");
-    let hat = column(tmp.path(), "influence.parquet", "hat");
-    let loo = column(tmp.path(), "influence.parquet", "loo_eta");
-    let high = hat.iter().filter(|&&h| h > 0.5 && h < 1.0 - 1e-10).count();
-    assert_eq!(refined.len(), high.min(200));
-    let tmp0 = tempfile::tempdir().unwrap();
-    run("influence", tmp0.path(), &["--task", "loo", "--loo-refine", "0"]).success();
-    assert!(json(tmp0.path(), "summary.json")["influence"]["loo_refinement"].is_null());
-    let loo0 = column(tmp0.path(), "influence.parquet", "loo_eta");
+    let rows = column(tmp1.path(), "influence.parquet", "row");
+    let hat = column(tmp1.path(), "influence.parquet", "hat");
+    let loo = column(tmp1.path(), "influence.parquet", "loo_eta");
+    let loo0 = column(tmp.path(), "influence.parquet", "loo_eta");
+    let high = hat.iter().filter(|&&h| h > 0.1 && h < 1.0 - 1e-10).count();
+    assert!(high >= 5, "{high} rows with h > 0.1");
+    assert_eq!(refined.len(), 5);
     for i in 0..rows.len() {
         let r = rows[i] as u64;
         if refined.contains(&r) {
-            assert!(hat[i] > 0.5);
+            assert!(hat[i] > 0.1);
+            assert!(
+                loo[i].is_finite() && loo[i] != loo0[i],
+                "row {r}: {} vs {}",
+                loo[i],
+                loo0[i]
+            );
         } else {
             assert_eq!(loo[i].to_bits(), loo0[i].to_bits(), "row {r}");
         }
     }
+    // No row of Adult has h > 0.5: no hint either.
+    assert!(s["influence"]["loo_note"].is_null());
 }
 
 #[test]

@@ -292,6 +292,29 @@ def pearson(a, b):
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def unit_loss(family, y, eta):
+    """A row's loss at eta, prior weight 1: deviance/2 (what `loo_loss` reports)."""
+    y, eta = np.asarray(y, float), np.asarray(eta, float)
+    if family == "binomial":
+        return np.logaddexp(0.0, eta) - y * eta
+    mu = np.exp(eta)  # Gamma, log link
+    return -np.log(y / mu) + (y - mu) / mu
+
+
+def loss_metrics(loo_loss, loss_exact, div):
+    """`loo_loss` vs the row's loss at the exact leave-one-out eta: Pearson and median relative error,
+    for all rows and without the rows in `div`."""
+    a, b, div = np.asarray(loo_loss, float), np.asarray(loss_exact, float), np.asarray(div, bool)
+
+    def one(m):
+        return {"n": int(m.sum()), "pearson": pearson(a[m], b[m]),
+                "median_rel_err": float(np.median(np.abs(a[m] - b[m]) / np.maximum(np.abs(b[m]), 1e-300)))}
+    out = {"all": one(np.ones(len(a), bool))}
+    if div.any():
+        out["excl_diverging"] = one(~div)
+    return out
+
+
 def shift_metrics(eta, loo_eta, eta_exact, eta_full_exact=None):
     """Approximate shift loo_eta - eta vs exact shift eta_exact - eta_full_exact (default: eta)."""
     eta, loo_eta, eta_exact = (np.asarray(x, float) for x in (eta, loo_eta, eta_exact))
@@ -593,13 +616,17 @@ def run_case(F, case, a, res):
     # metrics per curvature
     rec["metrics"] = {}
     eta_sel = df0.loc[sel_rows, "eta"].to_numpy()
+    y_sel = np.asarray(D["y"])[np.asarray(sel_pos)]
     for cv in loo:
         le = loo[cv]["df"].loc[sel_rows, "loo_eta"].to_numpy()
+        ll = loo[cv]["df"].loc[sel_rows, "loo_loss"].to_numpy()
         m = {"vs_fulcrum_refit": stratified(eta_sel[ok], le[ok], eta_exact_f[ok], np.asarray(strata)[ok], div_rows[ok])}
+        m["vs_fulcrum_refit"]["loss"] = loss_metrics(ll[ok], unit_loss(case["family"], y_sel[ok], eta_exact_f[ok]), div_rows[ok])
         if ext is not None:
             k = ext["mask"]
             m[f"vs_{ext['kind']}"] = stratified(eta_sel[k], le[k], ext["eta_exact"][k], np.asarray(strata)[k], div_rows[k],
                                                  base=ext["eta_full"][k])
+            m[f"vs_{ext['kind']}"]["loss"] = loss_metrics(ll[k], unit_loss(case["family"], y_sel[k], ext["eta_exact"][k]), div_rows[k])
         rec["metrics"][cv] = m
     if ext is not None and ext["kind"] == "statsmodels":
         se_f = eta_exact_f - eta_sel
@@ -726,8 +753,9 @@ def tables(res):
            f"({res['settings']['n_top']} top self-influence + {res['settings']['n_random']} random rows; "
            f"target Pearson ≥ {TARGET_PEARSON})", "",
            "| case | curvature | truth | n | Pearson shift | Pearson η | med. rel. err shift (all / top / random) | p90 rel. err | "
-           "max abs err η | med. \\|exact shift\\| | without diverging refits: n / Pearson shift / Pearson η / max abs err η |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "max abs err η | med. \\|exact shift\\| | without diverging refits: n / Pearson shift / Pearson η / max abs err η | "
+           "loo_loss: Pearson / med. rel. err (without diverging refits) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in res["cases"].items():
         if "error" in r:
             out.append(f"| {name} | FAILED: {r['error'][:200]} | | | | | | | | | |")
@@ -743,7 +771,10 @@ def tables(res):
                 out.append(f"| {case_label(r)} | {cv} | {truth[3:]} | {al['n']} | {_f(al['pearson_shift'], 5)} | {_f(al['pearson_eta'], 6)} | "
                            f"{rel} | {_f(al['p90_rel_err_shift'], 3)} | {_e(al['max_abs_err_eta'])} | {_e(al['median_abs_shift_exact'])} | "
                            + (f"{ex['n']} / {_f(ex['pearson_shift'], 5)} / {_f(ex['pearson_eta'], 6)} / {_e(ex['max_abs_err_eta'])} |"
-                              if (ex := mm.get("excl_diverging")) else "no diverging refit |"))
+                              if (ex := mm.get("excl_diverging")) else "no diverging refit |")
+                           + (f" {_f(lo['all']['pearson'], 5)} / {_f(lo['all']['median_rel_err'], 3)}"
+                              + (f" ({_f(lx['pearson'], 5)} / {_f(lx['median_rel_err'], 3)})" if (lx := lo.get("excl_diverging")) else "")
+                              + " |" if (lo := mm.get("loss")) else " – |"))
     out += ["", "**Checks of the exact refits**", "",
             "| case | fulcrum refits (failed / max steps / s per refit) | η(Python design) − η(fulcrum) | independent truth | its full-fit max \\|Δβ\\| | "
             "agreement of the exact shifts (Pearson / max abs diff / median rel diff) |",

@@ -344,3 +344,116 @@ fn penalised_unlearning_a_whole_level_drops_its_column() {
         .unwrap();
     assert_eq!(af["predicted"], 0.0);
 }
+
+#[test]
+fn attribution_signs_on_a_constructed_case_match_exact_refits() {
+    // 300 rows of a logistic model in (x1, x2), then two rows next to five test points that
+    // are all positives: row 300 agrees with them (y = 1), row 301 is a mislabelled copy
+    // (y = 0). Removing 300 should raise the test loss (it helps: influence_on_test > 0),
+    // removing 301 should lower it (it harms: < 0, and the most harmful row); the signs and
+    // sizes are checked against exact refits without each row.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state: u64 = 20240607;
+    let mut unif = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut x1, mut x2, mut y) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let (a, b) = (4.0 * unif() - 2.0, 4.0 * unif() - 2.0);
+        let p = 1.0 / (1.0 + (-(0.5 + a + b)).exp());
+        x1.push(a);
+        x2.push(b);
+        y.push(if unif() < p { 1.0 } else { 0.0 });
+    }
+    for (a, b, c) in [(2.5, 2.5, 1.0), (2.4, 2.6, 0.0)] {
+        x1.push(a);
+        x2.push(b);
+        y.push(c);
+    }
+    let train = tmp.path().join("train.parquet");
+    common::write_parquet(
+        &train,
+        &common::batch(vec![
+            ("x1", common::f64s(&x1)),
+            ("x2", common::f64s(&x2)),
+            ("y", common::f64s(&y)),
+        ]),
+    );
+    let tx = [(2.5, 2.5), (2.6, 2.4), (2.4, 2.5), (2.5, 2.6), (2.7, 2.7)];
+    let test = tmp.path().join("test.parquet");
+    common::write_parquet(
+        &test,
+        &common::batch(vec![
+            ("x1", common::f64s(&tx.map(|t| t.0))),
+            ("x2", common::f64s(&tx.map(|t| t.1))),
+            ("y", common::f64s(&[1.0; 5])),
+        ]),
+    );
+    let out = tmp.path().join("out");
+    assert_cmd::Command::cargo_bin("fulcrum")
+        .unwrap()
+        .arg("influence")
+        .arg(&train)
+        .args([
+            "--formula",
+            "y ~ x1 + x2",
+            "--family",
+            "binomial",
+            "--task",
+            "attribute",
+            "-q",
+        ])
+        .arg("--test")
+        .arg(&test)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = column(tmp.path(), "influence.parquet", "row");
+    let first = column(tmp.path(), "influence.parquet", "influence_on_test");
+    let newton = column(tmp.path(), "influence.parquet", "influence_on_test_newton");
+    let at = |v: &[f64], r: f64| v[rows.iter().position(|&x| x == r).unwrap()];
+    assert!(at(&first, 300.0) > 0.0 && at(&newton, 300.0) > 0.0);
+    assert!(at(&first, 301.0) < 0.0 && at(&newton, 301.0) < 0.0);
+    let most_harmful = rows[(0..rows.len())
+        .min_by(|&a, &b| newton[a].total_cmp(&newton[b]))
+        .unwrap()];
+    assert_eq!(most_harmful, 301.0);
+
+    // Exact: refit without the row, test loss after minus before.
+    let ds = common::load_model(
+        &[train.to_string_lossy().to_string()],
+        "y ~ x1 + x2",
+        &tmp.path().join("cache2"),
+        common::LoadOpts::default(),
+    );
+    let f = fulcrum::glm::fit(
+        &ds,
+        &fulcrum::glm::FitOptions::new(fulcrum::glm::Family::Binomial, None).unwrap(),
+    )
+    .unwrap();
+    let test_loss = |b: &[f64]| -> f64 {
+        tx.iter()
+            .map(|&(a, c)| {
+                let eta = b[0] + b[1] * a + b[2] * c;
+                (1.0 + eta.exp()).ln() - eta
+            })
+            .sum()
+    };
+    for r in [300u64, 301] {
+        let (reduced, _) = ds.without_rows(&[r]);
+        let rf = fulcrum::influence::refit_without(&reduced, &f, None, None).unwrap();
+        let exact = test_loss(&rf.beta) - test_loss(&f.beta);
+        let approx = at(&newton, r as f64);
+        assert!(
+            exact * approx > 0.0 && ((approx - exact) / exact).abs() < 0.25,
+            "row {r}: Newton {approx} vs exact {exact} (first order {})",
+            at(&first, r as f64)
+        );
+    }
+}

@@ -288,6 +288,27 @@ fn misuse_is_a_usage_error() {
     run("influence", tmp.path(), &["--task", "loo", "--loo-refine-above", "1.5"])
         .failure()
         .code(2);
+    // Refined rows are same-λ refits: a penalised fit under the fixed-penalty convention is
+    // refused before any output is left behind.
+    run(
+        "influence",
+        tmp.path(),
+        &[
+            "--penalty",
+            "lasso",
+            "--lambda",
+            "0.001",
+            "--task",
+            "loo",
+            "--loo-refine",
+            "5",
+            "--removal-penalty",
+            "fixed",
+        ],
+    )
+    .failure()
+    .code(2);
+    assert!(!tmp.path().join("out/influence.parquet").exists());
     run("prune", tmp.path(), &["--by", "cooks_d"]).failure().code(2);
     run("prune", tmp.path(), &["--by", "leverage", "--top", "3"])
         .failure()

@@ -503,6 +503,17 @@ impl<'a> Afif<'a> {
         self.refine_loo_rows(path, &pick.rows(), above, steps)
     }
 
+    /// Whether [`Afif::refine_loo_rows`] can run: a refit is at the same λ, so a penalised fit
+    /// needs the same-λ removal convention.
+    pub fn check_refine(&self) -> Result<()> {
+        if self.removal != Removal::SameLambda && self.fit.penalty != Penalty::None {
+            return Err(Error::Usage(
+                "--loo-refine refits at the same lambda: it needs --removal-penalty same-lambda".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// From now on [`Afif::loo`] takes the leave-one-out η of each of `rows` from `steps`
     /// Fisher-scoring steps (proximal for lasso-type fits, as `unlearn --steps`) on the data
     /// without the row, from β̂: `steps` passes per row. One step equals the ALO step up to the
@@ -516,11 +527,7 @@ impl<'a> Afif<'a> {
         above: f64,
         steps: usize,
     ) -> Result<LooRefinement> {
-        if self.removal != Removal::SameLambda && self.fit.penalty != Penalty::None {
-            return Err(Error::Usage(
-                "--loo-refine refits at the same lambda: it needs --removal-penalty same-lambda".into(),
-            ));
-        }
+        self.check_refine()?;
         let t0 = std::time::Instant::now();
         self.refined.clear();
         let mut rep = LooRefinement {

@@ -73,14 +73,23 @@ pub fn write_loo_refined(
     if opts.rows == 0 {
         return Ok((write_loo(afif, file)?, None));
     }
+    afif.check_refine()?;
     let mut pick = LooRefinePick::new(opts.rows, opts.above);
     let s = write_loo_seen(afif, file, |o| pick.offer(o))?;
     let rows = pick.rows();
-    let rep = afif.refine_loo_rows(path, &rows, opts.above, opts.steps)?;
+    // The one-step file is complete: if refining fails, it must not stay behind looking final.
+    let rep = afif
+        .refine_loo_rows(path, &rows, opts.above, opts.steps)
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(file);
+        })?;
     if rows.is_empty() {
         return Ok((s, Some(rep)));
     }
-    Ok((write_loo(afif, file)?, Some(rep)))
+    let s = write_loo(afif, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(file);
+    })?;
+    Ok((s, Some(rep)))
 }
 
 /// Per-row effects of a functional with solved `u`: `row, <name>` (first order) and, when M is

@@ -702,6 +702,17 @@ pub fn write_report(dir: &Path) -> Result<PathBuf> {
                 .map_or(String::new(), |m| format!("; LOO misclassification {:.2} %", 100.0 * m)),
             fmt_num(num(&loo["sum_hat"]))
         );
+        if let Some(r) = s["influence"]["loo_refinement"]["rows"].as_array() {
+            let _ = write!(
+                h,
+                "<p class=\"note\">{} rows with leverage above {} take their values from {} Fisher-scoring steps on the data without them (--loo-refine).</p>",
+                r.len(),
+                fmt_num(num(&s["influence"]["loo_refinement"]["above"])),
+                fmt_num(num(&s["influence"]["loo_refinement"]["steps"]))
+            );
+        } else if let Some(note) = s["influence"]["loo_note"].as_str() {
+            let _ = write!(h, "<p class=\"note\">{}</p>", esc(note));
+        }
     }
     if let Some(p) = path_plots(dir, &s)? {
         let _ = write!(h, "<h2>Penalised path</h2><div class=\"grid\">{p}</div>");

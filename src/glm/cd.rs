@@ -15,6 +15,9 @@
 
 use faer::{Mat, Side};
 
+/// Sweeps over the active set after which coordinate descent tries the exact solve ([`polish`]).
+const POLISH_EVERY: usize = 50;
+
 /// How one block of columns is updated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BlockKind {
@@ -256,7 +259,9 @@ pub fn solve(h: &[f64], m: usize, g: &[f64], beta0: &[f64], blocks: &[Block], th
         dlx
     };
     let nonzero = |b: &Block, beta: &[f64]| b.cols.iter().any(|&k| beta[k] != 0.0);
+    let singles = blocks.iter().all(|b| b.kind == BlockKind::Single);
     let mut converged = false;
+    let mut polished = None;
     'outer: while sweeps < max_sweeps {
         sweeps += 1;
         let mut dlx: f64 = 0.0;
@@ -269,11 +274,13 @@ pub fn solve(h: &[f64], m: usize, g: &[f64], beta0: &[f64], blocks: &[Block], th
         }
         // Cycle over the active blocks until they settle, then sweep everything again.
         let active: Vec<&Block> = blocks.iter().filter(|b| nonzero(b, &beta)).collect();
+        let mut cycled = 0;
         loop {
             if sweeps >= max_sweeps {
                 break 'outer;
             }
             sweeps += 1;
+            cycled += 1;
             let mut dlx: f64 = 0.0;
             for b in &active {
                 dlx = dlx.max(update(b, &mut beta, &mut r));
@@ -281,9 +288,25 @@ pub fn solve(h: &[f64], m: usize, g: &[f64], beta0: &[f64], blocks: &[Block], th
             if dlx < thr {
                 break;
             }
+            // Slow linear convergence on the active set (correlated or identical columns under
+            // an elastic net creep towards their shared optimum): after a while, try the exact
+            // solve. It is accepted only if every KKT condition holds, i.e. it is the minimiser;
+            // if not, a column outside the set usually wants in, which only a full sweep finds.
+            if singles && cycled % POLISH_EVERY == 0 {
+                match polish(h, m, g, beta0, blocks, &beta) {
+                    Some(exact) => {
+                        polished = Some(exact);
+                        converged = true;
+                        break 'outer;
+                    }
+                    None => break,
+                }
+            }
         }
     }
-    if blocks.iter().all(|b| b.kind == BlockKind::Single) {
+    if let Some(exact) = polished {
+        beta = exact;
+    } else if singles {
         if let Some(exact) = polish(h, m, g, beta0, blocks, &beta) {
             beta = exact;
         }

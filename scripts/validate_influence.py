@@ -501,10 +501,14 @@ def run_case(F, case, a, res):
 
     # approximate LOO per curvature
     # (with --loo-refine: the rows with leverage above 0.5 -- at most LOO_REFINE -- take two Fisher steps on
-    # the data without them; and the default: the one-step approximation for every row)
+    # the data without them; the default: the one-step approximation for every row; and, where rows were
+    # refined, 1 and 3 steps for them instead of 2)
     loo = {}
+    refine = ["--loo-refine", str(LOO_REFINE)]
     for cv in case["curvatures"]:
-        for key, extra in ((cv, ["--loo-refine", str(LOO_REFINE)]), (f"{cv}, one step", [])):
+        variants = [(cv, refine), (f"{cv}, one step", [])]
+        while variants:
+            key, extra = variants.pop(0)
             out = os.path.join(F.work, "loo", f"{name}_{key.replace(', ', '_').replace(' ', '_')}")
             r = must(F.run("influence", case, ["--task", "loo", "--curvature", cv, *extra], out),
                      f"{name}: --task loo --curvature {cv} {' '.join(extra)}")
@@ -514,6 +518,8 @@ def run_case(F, case, a, res):
             rec.setdefault("loo_runs", {})[key] = {"wall_s": r["wall_s"], "loo": s["influence"].get("loo"),
                                                    "refinement": s["influence"].get("loo_refinement"), "timing_s": s.get("timing_s"),
                                                    "n_obs": s["n_obs"], "n_params": s["n_params"], "rank": s.get("rank")}
+            if key == cv and (s["influence"].get("loo_refinement") or {}).get("rows"):
+                variants += [(f"{cv}, refine steps {k}", refine + ["--loo-refine-steps", str(k)]) for k in (1, 3)]
     s0 = loo[case["curvatures"][0]]["summary"]
     # Coefficients the full fit already reports as separated (Adult: workclass[Without-pay]); a refit
     # "diverges" when its separation warning names others.

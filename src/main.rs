@@ -217,13 +217,15 @@ impl LooArgs {
         Ok(())
     }
 
-    /// Write `DIR/influence.parquet` of `--task loo` with the rows refined as asked; the
-    /// summary and the refinement report.
+    /// Write `DIR/influence.parquet` of `--task loo` with the rows refined as asked, and put
+    /// `loo`, plus `loo_refinement` (or, without it, a `loo_note` when rows have h > 0.5),
+    /// into the summary's influence `block`.
     fn write(
         &self,
         afif: &mut fulcrum::influence::Afif,
         f: &Fitted,
-    ) -> Result<(fulcrum::influence::LooSummary, Option<serde_json::Value>), Error> {
+        block: &mut serde_json::Value,
+    ) -> Result<(), Error> {
         let path = f.path.as_ref().map(|(p, s)| (p, *s));
         let opts = fulcrum::report::influence::LooRefineOptions {
             rows: self.loo_refine,
@@ -231,10 +233,17 @@ impl LooArgs {
             steps: self.loo_refine_steps,
         };
         let (s, r) = fulcrum::report::influence::write_loo_refined(afif, &f.out.join("influence.parquet"), path, opts)?;
-        let r = r
-            .map(|r| serde_json::to_value(&r).map_err(|e| Error::Usage(e.to_string())))
-            .transpose()?;
-        Ok((s, r))
+        if let Some(r) = r {
+            block["loo_refinement"] = serde_json::to_value(&r).map_err(|e| Error::Usage(e.to_string()))?;
+        } else if s.n_hat_above_half > 0 {
+            block["loo_note"] = format!(
+                "{} rows have leverage above 0.5, where the one-step leave-one-out values are least accurate (off by 30-40 % on sms_spam); --loo-refine K gives the K largest two Fisher-scoring steps on the data without them (docs/influence.md)",
+                s.n_hat_above_half
+            )
+            .into();
+        }
+        block["loo"] = serde_json::to_value(&s).map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -960,16 +969,6 @@ fn read_row_ids(path: &std::path::Path) -> Result<Vec<u64>, Error> {
     Ok(ids)
 }
 
-/// Without `--loo-refine`: a pointer to it when some rows have leverage above 0.5.
-fn refine_hint(s: &fulcrum::influence::LooSummary) -> Option<String> {
-    (s.n_hat_above_half > 0).then(|| {
-        format!(
-            "{} rows have leverage above 0.5, where the one-step leave-one-out values are least accurate (off by 30-40 % on sms_spam); --loo-refine K gives the K largest two Fisher-scoring steps on the data without them (docs/influence.md)",
-            s.n_hat_above_half
-        )
-    })
-}
-
 fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
     use fulcrum::report::influence as ri;
     a.loo.check()?;
@@ -997,13 +996,7 @@ fn run_influence(a: &InfluenceArgs) -> Result<(), Error> {
     }
     match a.task {
         TaskArg::Loo => {
-            let (s, r) = a.loo.write(&mut afif, &f)?;
-            if let Some(r) = r {
-                block["loo_refinement"] = r;
-            } else if let Some(note) = refine_hint(&s) {
-                block["loo_note"] = note.into();
-            }
-            block["loo"] = serde_json::to_value(&s).map_err(|e| Error::Usage(e.to_string()))?;
+            a.loo.write(&mut afif, &f, &mut block)?;
         }
         TaskArg::Cv => {
             let Some((path, sel)) = &f.path else {
@@ -1228,17 +1221,11 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
     let mut infl = serde_json::json!({});
     if fit.kept.len() <= fulcrum::report::diagnostics::AUTO_EXACT_MAX {
         let mut afif = a.afif.setup(&f)?;
-        let (s, refinement) = a.loo.write(&mut afif, &f)?;
         infl = serde_json::json!({
             "curvature": afif.inv.curvature(),
             "removal_penalty": afif.removal,
-            "loo": s,
         });
-        if let Some(r) = refinement {
-            infl["loo_refinement"] = r;
-        } else if let Some(note) = refine_hint(&s) {
-            infl["loo_note"] = note.into();
-        }
+        a.loo.write(&mut afif, &f, &mut infl)?;
         if let Some((path, _)) = &f.path {
             let pts = fulcrum::influence::alo_path(ds, path, afif.inv.curvature(), afif.removal)?;
             put_cv_choice(&mut infl, &pts);

@@ -56,6 +56,42 @@ const MAX_HALVINGS: usize = 30;
 /// a sum over the rows).
 const OBJECTIVE_SLACK: f64 = 1e-12;
 
+/// Step control of penalised IRLS, as R's `glm` does for the deviance: remembers where the last
+/// step started and the penalised objective there; a step that raises it (or leaves the
+/// family's domain) is halved back towards that start, up to [`MAX_HALVINGS`] times. A full
+/// proximal Newton step from a start far from the optimum (a refit without rows) can overshoot
+/// into a region where some rows' IRLS weights are 0 (|η| > 30 for the logit); the quadratic
+/// model no longer sees them there, and the steps stall short of the optimum.
+#[derive(Default)]
+struct Halving {
+    from: Option<(Vec<f64>, f64)>,
+    halvings: usize,
+}
+
+impl Halving {
+    /// After the pass at `beta`: if the step that led there made things worse, move `beta`
+    /// halfway back and return true (pass again); otherwise accept it.
+    fn retreat(&mut self, beta: &mut [f64], objective: f64, valid: bool) -> bool {
+        if let Some((b0, f0)) = &self.from {
+            let worse = !valid || objective > f0 + OBJECTIVE_SLACK * f0.abs();
+            if worse && self.halvings < MAX_HALVINGS {
+                self.halvings += 1;
+                for (b, &o) in beta.iter_mut().zip(b0) {
+                    *b = (*b + o) / 2.0;
+                }
+                return true;
+            }
+        }
+        self.halvings = 0;
+        false
+    }
+
+    /// Take the step from `beta` (objective `objective`) to `next`.
+    fn step(&mut self, beta: &mut Vec<f64>, next: Vec<f64>, objective: f64) {
+        self.from = Some((std::mem::replace(beta, next), objective));
+    }
+}
+
 /// Which penalty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -749,9 +785,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             // The λ whose solution `last_score` was computed at (inner passes compute the score
             // on the working set only, so it can be the previous λ's).
             let mut score_lam = lam_prev;
-            // As in `prox_steps`: a step that raises the penalised objective is halved back.
-            let mut from: Option<(Vec<f64>, f64)> = None;
-            let mut halvings = 0;
+            let mut halving = Halving::default();
             loop {
                 let (sub, st) = match cur.take() {
                     Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
@@ -779,17 +813,10 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                     }
                 };
                 let objective = st.dev.value() / (2.0 * n) + prob.penalty_value(&beta, lam);
-                if let Some((b0, f0)) = &from {
-                    if objective > f0 + OBJECTIVE_SLACK * f0.abs() && halvings < MAX_HALVINGS {
-                        halvings += 1;
-                        for (b, &o) in beta.iter_mut().zip(b0) {
-                            *b = (*b + o) / 2.0;
-                        }
-                        step = f64::INFINITY;
-                        continue;
-                    }
+                if halving.retreat(&mut beta, objective, true) {
+                    step = f64::INFINITY;
+                    continue;
                 }
-                halvings = 0;
                 if step < thr {
                     let add = prob.violators(&st.xtwz, &solved, lam);
                     if add.is_empty() {
@@ -809,7 +836,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                     break;
                 }
                 let (b, s) = prob.solve(&beta, &sub, &st, lam, thr);
-                from = Some((std::mem::replace(&mut beta, b), objective));
+                halving.step(&mut beta, b, objective);
                 step = s;
                 want = sub.columns().to_vec();
                 solved = sub;
@@ -936,31 +963,17 @@ pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], 
     let (mut steps, mut passes) = (0, 0);
     let mut step = f64::INFINITY;
     let mut thr = f64::NAN;
-    // The point the last step started from and its objective: a step that raises the
-    // objective (or leaves the family's domain) is halved back towards it, as R's glm does.
-    // A full proximal Newton step from a start far from this data's optimum can overshoot
-    // into a region where some rows' IRLS weights are 0 (|η| > 30 for the logit), where the
-    // quadratic model no longer sees them and the steps stall short of the optimum.
-    let mut from: Option<(Vec<f64>, f64)> = None;
-    let mut halvings = 0;
+    let mut halving = Halving::default();
     loop {
         let sub = ColumnSubset::new(p, &want);
         let st = irls_pass(ds, &prob.fo, Eval::Beta(&beta), null, &sub, Rhs::Score, ScoreCols::All);
         passes += 1;
         let valid = st.invalid == 0 && st.dev.value().is_finite();
         let objective = st.dev.value() / (2.0 * prob.n) + prob.penalty_value(&beta, lambda);
-        if let Some((b0, f0)) = &from {
-            let worse = !valid || objective > f0 + OBJECTIVE_SLACK * f0.abs();
-            if worse && halvings < MAX_HALVINGS {
-                halvings += 1;
-                for (b, &o) in beta.iter_mut().zip(b0) {
-                    *b = (*b + o) / 2.0;
-                }
-                step = f64::INFINITY;
-                continue;
-            }
+        if halving.retreat(&mut beta, objective, valid) {
+            step = f64::INFINITY;
+            continue;
         }
-        halvings = 0;
         if !valid {
             return Err(Error::Numerical(format!(
                 "penalised IRLS left the {} family's domain ({} rows with invalid fitted values)",
@@ -999,7 +1012,7 @@ pub fn prox_steps(ds: &Dataset, opts: &PathOptions, lambda: f64, start: &[f64], 
             continue;
         }
         let (b, s) = prob.solve(&beta, &sub, &st, lambda, thr);
-        from = Some((std::mem::replace(&mut beta, b), objective));
+        halving.step(&mut beta, b, objective);
         step = s;
         steps += 1;
     }

@@ -935,7 +935,7 @@ pub struct LooRefinement {
     pub steps: usize,
     /// Chosen rows whose steps failed numerically (they keep the one-step ALO value).
     pub failed: Vec<u64>,
-    /// Wall time of the selection pass and the steps.
+    /// Wall time of the steps.
     pub seconds: f64,
 }
 

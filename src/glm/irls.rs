@@ -22,6 +22,7 @@ use crate::chunk::ChunkView;
 use crate::design::Layout;
 use crate::error::{Error, Result};
 use crate::ingest::Dataset;
+use crate::linalg::block::{sandwich_cross, BlockGram, BlockSplit, InfoFactor, SchurFactor};
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
 use crate::linalg::{
     sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, SandwichScratch, Sum,
@@ -79,7 +80,15 @@ pub struct FitOptions {
     pub tol: f64,
     /// Penalty.
     pub penalty: Penalty,
+    /// An unpenalised or ridge fit holds the widest categorical term's block of XᵀWX as a
+    /// diagonal and solves through its Schur complement ([`crate::linalg::block`]) when the
+    /// term has at least this many columns (default [`SCHUR_MIN_LEVELS`]).
+    pub schur_min_levels: usize,
 }
+
+/// Default of [`FitOptions::schur_min_levels`]: below about a thousand columns the dense
+/// p×p factorization takes milliseconds, and column-order aliasing needs no second path.
+pub const SCHUR_MIN_LEVELS: usize = 1024;
 
 impl FitOptions {
     /// Options for `family` with `link` (its canonical link when `None`); checks the pair.
@@ -100,6 +109,7 @@ impl FitOptions {
             max_iter: 100,
             tol: if link == family.canonical_link() { 1e-8 } else { 1e-12 },
             penalty: Penalty::None,
+            schur_min_levels: SCHUR_MIN_LEVELS,
         })
     }
 }
@@ -378,8 +388,11 @@ pub(crate) enum Eval<'a> {
 /// What one fused IRLS pass returns.
 #[derive(Debug, Clone)]
 pub(crate) struct PassStats {
-    /// XᵀWX over the pass's column subset (m×m, both triangles).
+    /// XᵀWX over the pass's column subset (m×m, both triangles); for a blocked pass, the A
+    /// block over `BlockSplit::rest`.
     pub gram: Vec<f64>,
+    /// A blocked pass's B and D blocks ([`irls_pass_blocked`]).
+    pub block: Option<BlockGram>,
     /// Xᵀ(w ∘ u), u per [`Rhs`]: over all p columns, or over the subset only (0 elsewhere)
     /// when `score_cols` is [`ScoreCols::Subset`].
     pub xtwz: Vec<f64>,
@@ -415,9 +428,10 @@ impl PassStats {
         2.0 * f64::EPSILON * self.dev_scale.value().sqrt()
     }
 
-    fn zeros(p: usize, m: usize) -> Self {
+    fn zeros(p: usize, m: usize, split: Option<&BlockSplit>) -> Self {
         PassStats {
             gram: vec![0.0; m * m],
+            block: split.map(BlockGram::zeros),
             xtwz: vec![0.0; p],
             score_cols: ScoreCols::All,
             dev: Sum::default(),
@@ -436,6 +450,9 @@ impl PassStats {
         }
         for (a, b) in self.xtwz.iter_mut().zip(&o.xtwz) {
             *a += b;
+        }
+        if let (Some(a), Some(b)) = (self.block.as_mut(), o.block.as_ref()) {
+            a.merge(b);
         }
         self.dev.merge(o.dev);
         self.dev_scale.merge(o.dev_scale);
@@ -493,12 +510,51 @@ pub(crate) fn irls_pass(
     rhs: Rhs,
     cols: ScoreCols,
 ) -> PassStats {
+    irls_pass_impl(ds, opts, eval, null, subset, rhs, cols, None)
+}
+
+/// [`irls_pass`] over all columns with XᵀWX in the blocks of `split`: `gram` is A over
+/// `split.rest`, `block` holds B and D, and `xtwz` is XᵀWz over every column.
+pub(crate) fn irls_pass_blocked(
+    ds: &Dataset,
+    opts: &FitOptions,
+    eval: Eval<'_>,
+    null: NullModel,
+    split: &BlockSplit,
+) -> PassStats {
+    irls_pass_impl(
+        ds,
+        opts,
+        eval,
+        null,
+        &split.rest,
+        Rhs::WorkingResponse,
+        ScoreCols::Subset,
+        Some(split),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn irls_pass_impl(
+    ds: &Dataset,
+    opts: &FitOptions,
+    eval: Eval<'_>,
+    null: NullModel,
+    subset: &ColumnSubset,
+    rhs: Rhs,
+    cols: ScoreCols,
+    split: Option<&BlockSplit>,
+) -> PassStats {
     let layout: &Layout = &ds.design().layout;
     let p = layout.p;
     let m = subset.len();
     let (family, link) = (opts.family, opts.link);
-    let bytes = (m * m * 8).max(1);
-    let groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
+    let bytes = split.map_or(m * m * 8, |s| s.accumulator_bytes()).max(1);
+    let mut groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
+    if split.is_some() {
+        // Each group's B block is m_A × L: one per thread is enough for chunks of equal cost.
+        groups = groups.min(rayon::current_num_threads().max(1));
+    }
     let tiny = 10.0 * f64::EPSILON;
     // X·β can read the sparse block from the subset's entries when every non-zero sparse
     // coefficient is in the subset (a path's working set holds its support).
@@ -508,7 +564,7 @@ pub(crate) fn irls_pass(
     };
     let st = ds.cache.par_fold_groups(
         groups,
-        || PassStats::zeros(p, m),
+        || PassStats::zeros(p, m, split),
         |mut acc, v| {
             // Per-worker scratch, reused across chunks and passes (no page faults per pass).
             let mut s = SCRATCH.with(|c| c.take());
@@ -607,6 +663,10 @@ pub(crate) fn irls_pass(
                     s.score = score;
                 }
             }
+            if let (Some(sp), Some(g)) = (split, acc.block.as_mut()) {
+                let out = &mut acc.xtwz[sp.offset..sp.offset + sp.width];
+                sandwich_cross(&v, layout, &s.w, sp, &s.sandwich, g, Some((&s.z, out)));
+            }
             SCRATCH.with(|c| c.replace(s));
             acc
         },
@@ -614,12 +674,58 @@ pub(crate) fn irls_pass(
     );
     let mut out = st;
     symmetrize_lower(&mut out.gram, m);
-    out.score_cols = cols;
+    out.score_cols = if split.is_some() { ScoreCols::All } else { cols };
     out
 }
 
 /// Deviance of the intercept-plus-offset null model by a scalar IRLS (R refits `y ~ 1 +
 /// offset` for this).
+/// Coefficient names for a warning: all of them up to [`MAX_NAMES_LISTED`], else that many and
+/// a count of the rest (a factor with 10⁴ levels can have thousands of separated levels).
+fn name_list<S: AsRef<str>>(names: &[S]) -> String {
+    let names: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
+    if names.len() <= MAX_NAMES_LISTED {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..MAX_NAMES_LISTED].join(", "),
+        names.len() - MAX_NAMES_LISTED
+    )
+}
+
+/// How many coefficient names a warning lists.
+const MAX_NAMES_LISTED: usize = 20;
+
+/// Factor a pass's information over `candidates` (global columns, increasing): through the
+/// Schur complement of `split`'s block while `blocked`, else dense in column order. When the
+/// blocked factorization declines (a column aliased or close to it, where R's column order
+/// decides), the dense factorization of the assembled matrix is used and `blocked` cleared for
+/// the rest of the fit.
+fn factor_information(
+    st: &PassStats,
+    split: Option<&BlockSplit>,
+    blocked: &mut bool,
+    candidates: &[usize],
+    ridge: &[f64],
+) -> Result<InfoFactor> {
+    let p = ridge.len();
+    if let (Some(sp), Some(g), true) = (split, st.block.as_ref(), *blocked) {
+        if let Some(f) = SchurFactor::new(&st.gram, g, sp, candidates, ridge, ALIAS_TOL)? {
+            return Ok(InfoFactor::Schur(Box::new(f)));
+        }
+        *blocked = false;
+        let all: Vec<usize> = (0..p).collect();
+        let dense = g.assemble(&st.gram, sp, &all, &vec![0.0; p]);
+        return Ok(InfoFactor::Dense(GramFactor::new(
+            &dense, p, candidates, ridge, ALIAS_TOL,
+        )?));
+    }
+    Ok(InfoFactor::Dense(GramFactor::new(
+        &st.gram, p, candidates, ridge, ALIAS_TOL,
+    )?))
+}
+
 pub(crate) fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 {
     let (family, link) = (opts.family, opts.link);
     let scalar = |b0: Option<f64>| -> (f64, f64, f64) {
@@ -769,6 +875,14 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     crate::linalg::chol::check_dense_fits(p, design, "an unpenalised or ridge fit")?;
     let penalty_of = |beta: &[f64]| -> f64 { beta.iter().zip(&ridge).map(|(b, r)| r * b * b).sum() };
     let all = ColumnSubset::all(p);
+    // A wide categorical term's block of XᵀWX is held as a diagonal while no column is aliased
+    // or near it (`blocked`); the dense column-order factorization takes over otherwise.
+    let split = BlockSplit::widest(layout, opts.schur_min_levels);
+    let mut blocked = split.is_some();
+    let pass = |eval: Eval<'_>, null: NullModel, blocked: bool| match (&split, blocked) {
+        (Some(sp), true) => irls_pass_blocked(ds, opts, eval, null, sp),
+        _ => irls_pass(ds, opts, eval, null, &all, Rhs::WorkingResponse, ScoreCols::All),
+    };
     let mut timing = vec![("validate".to_string(), t0.elapsed().as_secs_f64())];
     let t1 = Instant::now();
 
@@ -785,17 +899,17 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         Some(b) => Eval::Beta(b),
         None => Eval::Start { ybar },
     };
-    let st0 = irls_pass(ds, opts, eval0, null, &all, Rhs::WorkingResponse, ScoreCols::All);
+    let st0 = pass(eval0, null, blocked);
     if st0.invalid > 0 {
         return Err(Error::Numerical(
             "cannot find valid starting values for this family and link; check the response".into(),
         ));
     }
     let candidates: Vec<usize> = (0..p).collect();
-    let mut factor = GramFactor::new(&st0.gram, p, &candidates, &ridge, ALIAS_TOL)?;
-    let scatter = |f: &GramFactor, x: Vec<f64>| -> Vec<f64> {
+    let mut factor = factor_information(&st0, split.as_ref(), &mut blocked, &candidates, &ridge)?;
+    let scatter = |f: &InfoFactor, x: Vec<f64>| -> Vec<f64> {
         let mut b = vec![0.0; p];
-        for (k, &j) in f.kept.iter().enumerate() {
+        for (k, &j) in f.kept().iter().enumerate() {
             b[j] = x[k];
         }
         b
@@ -813,15 +927,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let mut last_within_noise = false;
     let mut stalled = false;
     let st = loop {
-        let mut st = irls_pass(
-            ds,
-            opts,
-            Eval::Beta(&beta),
-            NullModel::Separate,
-            &all,
-            Rhs::WorkingResponse,
-            ScoreCols::All,
-        );
+        let mut st = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
         loop {
@@ -848,15 +954,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             for (b, q) in beta.iter_mut().zip(prev) {
                 *b = 0.5 * (*b + q);
             }
-            st = irls_pass(
-                ds,
-                opts,
-                Eval::Beta(&beta),
-                NullModel::Separate,
-                &all,
-                Rhs::WorkingResponse,
-                ScoreCols::All,
-            );
+            st = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
             obj = st.dev.value() + penalty_of(&beta);
         }
         if stalled {
@@ -885,7 +983,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         if iterations >= opts.max_iter {
             break st;
         }
-        factor = GramFactor::new(&st.gram, p, &factor.kept.clone(), &ridge, ALIAS_TOL)?;
+        factor = factor_information(&st, split.as_ref(), &mut blocked, factor.kept(), &ridge)?;
         beta_prev = Some(beta.clone());
         dev_prev = obj;
         last_within_noise = within_noise;
@@ -904,7 +1002,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     // at β̂ itself is kept for diagnostics.
     let t2 = Instant::now();
     let fin = &factor;
-    let kept = fin.kept.clone();
+    let kept = fin.kept().to_vec();
     let mut aliased = vec![true; p];
     for &j in &kept {
         aliased[j] = false;
@@ -941,7 +1039,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         warnings.push(format!(
             "{} coefficient(s) not defined because of singularities (aliased columns): {}",
             names.len(),
-            names.join(", ")
+            name_list(&names)
         ));
     }
     if st.boundary > 0 {
@@ -962,15 +1060,16 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     if !diverging.is_empty() {
         warnings.push(format!(
             "quasi-complete separation: the maximum-likelihood estimates of {} are infinite; the reported values and standard errors depend on when the iterations stopped",
-            diverging.join(", ")
+            name_list(&diverging)
         ));
     }
     if family == Family::Binomial && st.perfect == tot.n_ok {
         warnings
             .push("perfect separation: the model predicts every row exactly; coefficients are not identified".into());
     }
-    timing.push(("information".to_string(), t2.elapsed().as_secs_f64()));
-    let information = {
+    let information = if let (Some(g), Some(sp)) = (&st.block, &split) {
+        g.assemble(&st.gram, sp, &kept, &ridge)
+    } else {
         let m = kept.len();
         let mut g = vec![0.0; m * m];
         for (b, &jb) in kept.iter().enumerate() {
@@ -981,8 +1080,9 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         }
         g
     };
+    timing.push(("information".to_string(), t2.elapsed().as_secs_f64()));
     let penalty_curvature = kept.iter().map(|&j| ridge[j]).collect();
-    Ok(Fit {
+    let fit = Fit {
         family,
         link: opts.link,
         penalty: opts.penalty,
@@ -1012,5 +1112,8 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         score: Vec::new(),
         sum_weights: tot.sum_w,
         timing,
-    })
+    };
+    drop(st);
+    crate::linalg::block::release_spare_buffers();
+    Ok(fit)
 }

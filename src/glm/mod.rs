@@ -8,5 +8,5 @@ pub mod irls;
 pub mod path;
 
 pub use family::{Family, Link};
-pub use irls::{fit, fit_from, Fit, FitOptions, Penalty, PenaltyBlock, Standardization};
+pub use irls::{fit, fit_from, Fit, FitOptions, Penalty, PenaltyBlock, Standardization, SCHUR_MIN_LEVELS};
 pub use path::{fit_at, fit_path, prox_steps, Path, PathOptions, PathPenalty, PathPoint, ProxSteps};

@@ -4,6 +4,7 @@
 //! [`Layout`] order `[intercept][dense][categorical blocks][sparse]`. Passes over a whole
 //! cache (map per chunk, merge in order) are in [`pass`].
 
+pub mod block;
 pub mod chol;
 pub mod pass;
 

@@ -1,0 +1,502 @@
+//! The information matrix of a design with one wide categorical term K, held in blocks and
+//! solved through its Schur complement, so that a factor with tens of thousands of levels
+//! costs O(m_A²·L) per IRLS step instead of O((m_A + L)³).
+//!
+//! With the columns split into K's L level columns and the m_A others,
+//!
+//! ```text
+//! F = XᵀWX + R = [ A   B ]    A = X_Aᵀ W X_A + R_A   (m_A × m_A, dense)
+//!                [ Bᵀ  D ]    B = X_Aᵀ W X_K          (m_A × L, one column per level)
+//!                             D = X_Kᵀ W X_K + R_K    (diagonal: a row has one level of K)
+//! ```
+//!
+//! and S = A − B D⁻¹ Bᵀ, a solve of F x = r is x_A = S⁻¹(r_A − B D⁻¹ r_K),
+//! x_K = D⁻¹(r_K − Bᵀ x_A), and
+//! F⁻¹ = [[S⁻¹, −S⁻¹BD⁻¹], [−D⁻¹BᵀS⁻¹, D⁻¹ + D⁻¹BᵀS⁻¹BD⁻¹]] (glum/tabmat's split-matrix idea
+//! applied to the solve; Golub & Van Loan, *Matrix Computations*, §3.2.10 on block elimination).
+//!
+//! Aliased columns are R's business: R's `dqrdc2` flags, in column order, a column whose
+//! residual after projecting on the earlier columns is negligible. Eliminating K first
+//! changes that order, so [`SchurFactor::new`] declines (returns `None`) whenever any pivot is
+//! near the aliasing tolerance, and the caller factors the assembled dense matrix instead
+//! ([`GramFactor`], column order). Levels of K with no weight are zero columns, aliased in any
+//! order, and are dropped here as R drops them.
+
+use std::sync::Mutex;
+
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, Mat, MatMut, Par};
+
+use super::chol::GramFactor;
+use super::{ColumnSubset, SandwichScratch};
+use crate::chunk::ChunkView;
+use crate::design::Layout;
+use crate::error::{Error, Result};
+
+/// How much larger than the aliasing tolerance every pivot of the Schur-complement
+/// factorization must be (relative to its column's own squared norm) for the block solve to be
+/// used; closer than this, the order of elimination could decide which column is aliased, and
+/// the dense column-order factorization decides instead.
+pub const SCHUR_PIVOT_MARGIN: f64 = 1e3;
+
+/// Which categorical term is held as the diagonal block D, and the columns of the rest.
+#[derive(Debug, Clone)]
+pub struct BlockSplit {
+    /// Index of the term in `Layout::cats`.
+    pub block: usize,
+    /// Its first global column.
+    pub offset: usize,
+    /// Its number of columns L.
+    pub width: usize,
+    /// Every other column, increasing (the A block).
+    pub rest: ColumnSubset,
+}
+
+impl BlockSplit {
+    /// The widest categorical term, if it has at least `min_levels` columns.
+    pub fn widest(layout: &Layout, min_levels: usize) -> Option<BlockSplit> {
+        let (block, blk) = layout.cats.iter().enumerate().max_by_key(|(_, b)| b.width())?;
+        let width = blk.width();
+        if width < min_levels.max(1) {
+            return None;
+        }
+        let rest: Vec<usize> = (0..layout.p)
+            .filter(|&j| j < blk.offset || j >= blk.offset + width)
+            .collect();
+        Some(BlockSplit {
+            block,
+            offset: blk.offset,
+            width,
+            rest: ColumnSubset::new(layout.p, &rest),
+        })
+    }
+
+    /// Bytes of one pass accumulator: A, B and D.
+    pub fn accumulator_bytes(&self) -> usize {
+        let ma = self.rest.len();
+        8 * (ma * ma + ma * self.width + self.width)
+    }
+}
+
+/// Spare B buffers for [`BlockGram::zeros`]. A pass allocates one per fold group, tens of MiB
+/// each at 10⁴ levels; freed, they went back to the kernel, and every pass paid the page faults
+/// and TLB shootdowns again (a profile at p = 20,450: most of a 2.6 s pass).
+static SPARE: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+
+/// At most this many spare buffers are kept.
+const MAX_SPARE: usize = 16;
+
+/// Buffers smaller than this (entries) are not worth keeping.
+const MIN_SPARE_LEN: usize = 1 << 16;
+
+/// Free the spare B buffers (a fit calls it when done).
+pub fn release_spare_buffers() {
+    if let Ok(mut s) = SPARE.lock() {
+        s.clear();
+    }
+}
+
+/// The B and D blocks of XᵀWX (A is an ordinary [`super::sandwich`] over `BlockSplit::rest`).
+#[derive(Debug, Clone)]
+pub struct BlockGram {
+    /// B, m_A × L column-major: column l holds level l's cross products with the rest.
+    pub cross: Vec<f64>,
+    /// D's diagonal, Σᵢ wᵢ over the rows at each level.
+    pub diag: Vec<f64>,
+}
+
+impl BlockGram {
+    /// Zeros for `split`.
+    pub fn zeros(split: &BlockSplit) -> BlockGram {
+        let len = split.rest.len() * split.width;
+        let spare = SPARE
+            .lock()
+            .ok()
+            .and_then(|mut s| s.iter().position(|b| b.len() == len).map(|k| s.swap_remove(k)));
+        let cross = match spare {
+            Some(mut b) => {
+                b.fill(0.0);
+                b
+            }
+            None => vec![0.0; len],
+        };
+        BlockGram {
+            cross,
+            diag: vec![0.0; split.width],
+        }
+    }
+
+    /// Add another accumulator's sums.
+    pub fn merge(&mut self, o: &BlockGram) {
+        for (a, b) in self.cross.iter_mut().zip(&o.cross) {
+            *a += b;
+        }
+        for (a, b) in self.diag.iter_mut().zip(&o.diag) {
+            *a += b;
+        }
+    }
+
+    /// The information over the global columns `cols` (increasing, c×c column-major), from
+    /// `a` (m_A × m_A, both triangles) and these blocks, plus `ridge[j]` on the diagonal.
+    pub fn assemble(&self, a: &[f64], split: &BlockSplit, cols: &[usize], ridge: &[f64]) -> Vec<f64> {
+        let ma = split.rest.len();
+        let c = cols.len();
+        enum Pos {
+            Rest(usize),
+            Level(usize),
+        }
+        let pos: Vec<Pos> = cols
+            .iter()
+            .map(|&j| match split.rest.local(j) {
+                Some(l) => Pos::Rest(l),
+                None => Pos::Level(j - split.offset),
+            })
+            .collect();
+        let mut out = vec![0.0; c * c];
+        for (q, pq) in pos.iter().enumerate() {
+            for (r, pr) in pos.iter().enumerate() {
+                out[q * c + r] = match (pr, pq) {
+                    (Pos::Rest(x), Pos::Rest(y)) => a[y * ma + x],
+                    (Pos::Rest(x), Pos::Level(l)) | (Pos::Level(l), Pos::Rest(x)) => self.cross[l * ma + x],
+                    (Pos::Level(l), Pos::Level(k)) if l == k => self.diag[*l],
+                    (Pos::Level(_), Pos::Level(_)) => 0.0,
+                };
+            }
+            out[q * c + q] += ridge[cols[q]];
+        }
+        out
+    }
+}
+
+impl Drop for BlockGram {
+    fn drop(&mut self) {
+        let b = std::mem::take(&mut self.cross);
+        if b.len() >= MIN_SPARE_LEN {
+            if let Ok(mut s) = SPARE.lock() {
+                if s.len() < MAX_SPARE {
+                    s.push(b);
+                }
+            }
+        }
+    }
+}
+
+/// Accumulate a chunk's part of B and D, and with `score = Some((z, out))` K's part of the
+/// score, `out[l] += Σ_{i at level l} wᵢ zᵢ`. Reads the entries and weighted dense columns a
+/// [`super::sandwich_gathered`] of the same chunk over `split.rest` left in `scratch`.
+pub fn sandwich_cross(
+    v: &ChunkView,
+    layout: &Layout,
+    w: &[f64],
+    split: &BlockSplit,
+    scratch: &SandwichScratch,
+    g: &mut BlockGram,
+    score: Option<(&[f64], &mut [f64])>,
+) {
+    let ma = split.rest.len();
+    let n = v.n;
+    let blk = &layout.cats[split.block];
+    let codes = v.cat_col(split.block);
+    let dl = split.rest.dense_like(layout);
+    // `scratch.b` holds wᵢ·x for the dense-like columns, column-major (n per column), when the
+    // sandwich had any.
+    let wx = if dl.is_empty() {
+        &[][..]
+    } else {
+        &scratch.b[..n * dl.len()]
+    };
+    let e = &scratch.entries;
+    let (z, out) = match score {
+        Some((z, out)) => (Some(z), Some(out)),
+        None => (None, None),
+    };
+    let mut out = out;
+    for i in 0..n {
+        let wi = w[i];
+        if wi == 0.0 {
+            continue;
+        }
+        let Some(j) = blk.column(codes[i]) else {
+            continue;
+        };
+        let l = j - split.offset;
+        g.diag[l] += wi;
+        if let (Some(z), Some(out)) = (z, out.as_deref_mut()) {
+            out[l] += wi * z[i];
+        }
+        let col = &mut g.cross[l * ma..(l + 1) * ma];
+        for (c, &(loc, _)) in dl.iter().enumerate() {
+            col[loc] += wx[c * n + i];
+        }
+        for &ca in e.cats(i) {
+            col[ca as usize] += wi;
+        }
+        for &(sa, xa) in e.sparse(i) {
+            col[sa as usize] += wi * xa;
+        }
+    }
+}
+
+/// A factorization of the information through the Schur complement of its diagonal block.
+#[derive(Debug)]
+pub struct SchurFactor {
+    /// Kept global columns, increasing.
+    pub kept: Vec<usize>,
+    /// Global columns found aliased (levels of K without weight), increasing.
+    pub aliased: Vec<usize>,
+    /// Position in `kept` of each rest column (every rest column is kept).
+    pos_rest: Vec<usize>,
+    /// Kept levels of K (local), and their positions in `kept`.
+    levels: Vec<usize>,
+    pos_levels: Vec<usize>,
+    /// D + R_K over the kept levels.
+    dk: Vec<f64>,
+    /// B over the kept levels (m_A × L_kept, column-major).
+    cross: Vec<f64>,
+    /// Cholesky factor of S = A − B D⁻¹ Bᵀ.
+    s: GramFactor,
+    /// The split it was built for.
+    split: BlockSplit,
+}
+
+impl SchurFactor {
+    /// Factor F over the `candidates` (global columns, increasing), from A (`a`, m_A × m_A),
+    /// `g` and the `ridge`. `Ok(None)` when a column is aliased or close to it, where R's
+    /// column order must decide (factor the assembled matrix with [`GramFactor`] instead).
+    pub fn new(
+        a: &[f64],
+        g: &BlockGram,
+        split: &BlockSplit,
+        candidates: &[usize],
+        ridge: &[f64],
+        tol: f64,
+    ) -> Result<Option<SchurFactor>> {
+        let ma = split.rest.len();
+        let rest = split.rest.columns();
+        let in_k = |j: usize| j >= split.offset && j < split.offset + split.width;
+        // Every rest column must still be a candidate (a dropped one means a dense fit decided).
+        if candidates.iter().filter(|&&j| !in_k(j)).count() != ma {
+            return Ok(None);
+        }
+        let mut levels = Vec::new();
+        let mut aliased = Vec::new();
+        for &j in candidates.iter().filter(|&&j| in_k(j)) {
+            let d = g.diag[j - split.offset] + ridge[j];
+            if !d.is_finite() {
+                return Err(Error::Numerical(format!(
+                    "non-finite diagonal of the information matrix at column {j}"
+                )));
+            }
+            if d > 0.0 {
+                levels.push(j - split.offset);
+            } else {
+                aliased.push(j);
+            }
+        }
+        let nk = levels.len();
+        let dk: Vec<f64> = levels.iter().map(|&l| g.diag[l] + ridge[split.offset + l]).collect();
+        let mut cross = vec![0.0; ma * nk];
+        for (k, &l) in levels.iter().enumerate() {
+            cross[k * ma..(k + 1) * ma].copy_from_slice(&g.cross[l * ma..(l + 1) * ma]);
+        }
+        // S = A + R_A − (B D^-1/2)(B D^-1/2)ᵀ.
+        let mut s = Mat::from_fn(ma, ma, |x, y| a[y * ma + x] + if x == y { ridge[rest[x]] } else { 0.0 });
+        let a_diag: Vec<f64> = (0..ma).map(|x| s[(x, x)]).collect();
+        if a_diag.iter().any(|&d| !(d > 0.0 && d.is_finite())) {
+            return Ok(None);
+        }
+        if nk > 0 {
+            let bs = Mat::from_fn(ma, nk, |x, k| cross[k * ma + x] / dk[k].sqrt());
+            matmul(
+                s.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                bs.as_ref(),
+                BlockStructure::Rectangular,
+                bs.transpose(),
+                BlockStructure::Rectangular,
+                -1.0,
+                Par::rayon(0),
+            );
+            super::clear_upper_simd_state();
+            mirror_lower(s.as_mut());
+        }
+        // S's diagonal is each rest column's squared residual after projecting on K's levels;
+        // GramFactor's pivots are relative to it, so scale the tolerance to make them relative
+        // to the column's own norm (as R's), with a margin.
+        let mut worst = 1.0f64;
+        for x in 0..ma {
+            let frac = s[(x, x)] / a_diag[x];
+            if frac.is_nan() || frac <= SCHUR_PIVOT_MARGIN * tol {
+                return Ok(None);
+            }
+            worst = worst.max(1.0 / frac);
+        }
+        let sv: Vec<f64> = {
+            let mut v = vec![0.0; ma * ma];
+            for y in 0..ma {
+                for x in 0..ma {
+                    v[y * ma + x] = s[(x, y)];
+                }
+            }
+            v
+        };
+        drop(s);
+        let all: Vec<usize> = (0..ma).collect();
+        let zeros = vec![0.0; ma];
+        let sf = match GramFactor::new(&sv, ma, &all, &zeros, SCHUR_PIVOT_MARGIN * tol * worst) {
+            Ok(f) if f.aliased.is_empty() => f,
+            Ok(_) | Err(Error::Numerical(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut kept: Vec<usize> = rest.to_vec();
+        kept.extend(levels.iter().map(|&l| split.offset + l));
+        kept.sort_unstable();
+        let pos_of = |j: usize| kept.binary_search(&j).expect("kept column");
+        let pos_rest = rest.iter().map(|&j| pos_of(j)).collect();
+        let pos_levels = levels.iter().map(|&l| pos_of(split.offset + l)).collect();
+        Ok(Some(SchurFactor {
+            kept,
+            aliased,
+            pos_rest,
+            levels,
+            pos_levels,
+            dk,
+            cross,
+            s: sf,
+            split: split.clone(),
+        }))
+    }
+
+    /// Solve F_kk x = b_k; `b` is indexed by global column, the result by kept position.
+    pub fn solve(&self, b: &[f64]) -> Vec<f64> {
+        let split = &self.split;
+        let ma = self.pos_rest.len();
+        let rest = split.rest.columns();
+        let rk: Vec<f64> = self.levels.iter().map(|&l| b[split.offset + l]).collect();
+        let mut t: Vec<f64> = rest.iter().map(|&j| b[j]).collect();
+        for (k, (&r, &d)) in rk.iter().zip(&self.dk).enumerate() {
+            let f = r / d;
+            for (t, &c) in t.iter_mut().zip(&self.cross[k * ma..(k + 1) * ma]) {
+                *t -= c * f;
+            }
+        }
+        let xa = self.s.solve(&t);
+        let mut out = vec![0.0; self.kept.len()];
+        for (&p, &x) in self.pos_rest.iter().zip(&xa) {
+            out[p] = x;
+        }
+        for (k, &p) in self.pos_levels.iter().enumerate() {
+            out[p] = (rk[k] - super::dot(&self.cross[k * ma..(k + 1) * ma], &xa)) / self.dk[k];
+        }
+        out
+    }
+
+    /// F_kk⁻¹ in kept order, by the block formula in the module notes.
+    pub fn inverse(&self) -> Mat<f64> {
+        let ma = self.pos_rest.len();
+        let nk = self.levels.len();
+        let sinv = self.s.inverse();
+        // G = S⁻¹ B D⁻¹ (m_A × L_kept).
+        let bd = Mat::from_fn(ma, nk, |x, k| self.cross[k * ma + x] / self.dk[k]);
+        let mut gm = Mat::<f64>::zeros(ma, nk);
+        faer::linalg::matmul::matmul(
+            gm.as_mut(),
+            Accum::Replace,
+            sinv.as_ref(),
+            bd.as_ref(),
+            1.0,
+            Par::rayon(0),
+        );
+        let m = self.kept.len();
+        let mut out = Mat::<f64>::zeros(m, m);
+        // K's kept columns are a contiguous global range, so contiguous in kept order: the
+        // K×K block D⁻¹ + (B D⁻¹)ᵀ G is written in place (lower triangle, then mirrored).
+        let k0 = self.pos_levels.first().copied().unwrap_or(0);
+        debug_assert!(self.pos_levels.iter().enumerate().all(|(k, &p)| p == k0 + k));
+        {
+            let mut kk = out.as_mut().submatrix_mut(k0, k0, nk, nk);
+            matmul(
+                kk.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                bd.transpose(),
+                BlockStructure::Rectangular,
+                gm.as_ref(),
+                BlockStructure::Rectangular,
+                1.0,
+                Par::rayon(0),
+            );
+            for (k, &d) in self.dk.iter().enumerate() {
+                kk[(k, k)] += 1.0 / d;
+            }
+            mirror_lower(kk);
+        }
+        super::clear_upper_simd_state();
+        drop(bd);
+        for (y, &py) in self.pos_rest.iter().enumerate() {
+            for (x, &px) in self.pos_rest.iter().enumerate() {
+                out[(px, py)] = sinv[(x, y)];
+            }
+        }
+        for (k, &pk) in self.pos_levels.iter().enumerate() {
+            for (x, &px) in self.pos_rest.iter().enumerate() {
+                let v = -gm[(x, k)];
+                out[(px, pk)] = v;
+                out[(pk, px)] = v;
+            }
+        }
+        out
+    }
+}
+
+/// Copy the strict lower triangle of the square `a` to its upper triangle, in tiles (a
+/// column-by-column copy strides through memory once per entry).
+fn mirror_lower(mut a: MatMut<'_, f64>) {
+    const T: usize = 64;
+    let n = a.nrows();
+    for j0 in (0..n).step_by(T) {
+        for i0 in (j0..n).step_by(T) {
+            for j in j0..(j0 + T).min(n) {
+                for i in i0.max(j + 1)..(i0 + T).min(n) {
+                    a[(j, i)] = a[(i, j)];
+                }
+            }
+        }
+    }
+}
+
+/// The factorization of an IRLS step's information: dense in column order, or blocked.
+#[derive(Debug)]
+pub enum InfoFactor {
+    /// [`GramFactor`] of the whole matrix.
+    Dense(GramFactor),
+    /// [`SchurFactor`].
+    Schur(Box<SchurFactor>),
+}
+
+impl InfoFactor {
+    /// Kept (non-aliased) global columns, increasing.
+    pub fn kept(&self) -> &[usize] {
+        match self {
+            InfoFactor::Dense(f) => &f.kept,
+            InfoFactor::Schur(f) => &f.kept,
+        }
+    }
+
+    /// Solve over the kept columns; `b` by global column, the result by kept position.
+    pub fn solve(&self, b: &[f64]) -> Vec<f64> {
+        match self {
+            InfoFactor::Dense(f) => f.solve(b),
+            InfoFactor::Schur(f) => f.solve(b),
+        }
+    }
+
+    /// The inverse over the kept columns, in kept order.
+    pub fn inverse(&self) -> Mat<f64> {
+        match self {
+            InfoFactor::Dense(f) => f.inverse(),
+            InfoFactor::Schur(f) => f.inverse(),
+        }
+    }
+}

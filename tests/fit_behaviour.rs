@@ -355,7 +355,8 @@ fn fit_cli_usage_errors() {
 }
 
 /// A logistic data set with a wide factor `g` (`levels` levels), a group-level covariate `zg`
-/// (a function of `g`, so aliased with it), two row-level covariates and, with `dead_level`,
+/// (a function of `g`, so aliased with it), two row-level covariates, `x3 = x1 + zg` (aliased
+/// with x1 and g together, not with g alone) and, with `dead_level`,
 /// one level whose rows all have prior weight 0 (a zero column).
 fn wide_factor_data(s: &Scratch, levels: usize, dead_level: bool) {
     let n = 40 * levels;
@@ -394,6 +395,7 @@ fn wide_factor_data(s: &Scratch, levels: usize, dead_level: bool) {
             ("x1", f64s(&x1)),
             ("x2", f64s(&x2)),
             ("zg", f64s(&zg)),
+            ("x3", f64s(&x1.iter().zip(&zg).map(|(a, b)| a + b).collect::<Vec<_>>())),
             ("g", strs(&g)),
             ("w", f64s(&w)),
         ]),
@@ -420,6 +422,7 @@ fn blocked_solve_of_a_wide_factor_matches_the_dense_solve() {
         ("y ~ x1 + x2 + g", Penalty::Ridge { lambda: 0.01 }),
         ("y ~ x1 + g + x2", Penalty::None),
         ("y ~ x1 + zg + g", Penalty::None),
+        ("y ~ x1 + x3 + g", Penalty::None),
     ] {
         let ds = load(&s, "wide.parquet", formula, Some("w"));
         let dense = fit_blocked(&ds, penalty, usize::MAX);
@@ -435,8 +438,9 @@ fn blocked_solve_of_a_wide_factor_matches_the_dense_solve() {
         assert_eq!(dense.aliased[dead], !ridge, "{what}: the zero column is aliased");
         if ridge {
             assert!(dense.aliased.iter().all(|&a| !a), "{what}");
-        } else if formula.contains("zg") {
-            // zg is a function of g: in R's column order the last level of g is aliased.
+        } else if formula.contains("zg") || formula.contains("x3") {
+            // zg is a function of g (and x3 of x1 and g): in R's column order the last level of
+            // g is aliased.
             let last = ds.design().layout.p - 1;
             assert!(dense.aliased[last], "{what}: {:?}", dense.warnings);
             assert_eq!(dense.aliased.iter().filter(|&&a| a).count(), 2, "{what}");

@@ -1117,3 +1117,19 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     crate::linalg::block::release_spare_buffers();
     Ok(fit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_list_at_most_twenty_names() {
+        let few: Vec<String> = (0..3).map(|k| format!("g[{k}]")).collect();
+        assert_eq!(name_list(&few), "g[0], g[1], g[2]");
+        let many: Vec<String> = (0..1000).map(|k| format!("g[{k}]")).collect();
+        let s = name_list(&many);
+        assert!(s.starts_with("g[0], g[1], "), "{s}");
+        assert!(s.ends_with("g[19] and 980 more"), "{s}");
+        assert!(!s.contains("g[20]"), "{s}");
+    }
+}

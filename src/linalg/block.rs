@@ -321,16 +321,13 @@ impl SchurFactor {
             super::clear_upper_simd_state();
             mirror_lower(s.as_mut());
         }
-        // S's diagonal is each rest column's squared residual after projecting on K's levels;
-        // GramFactor's pivots are relative to it, so scale the tolerance to make them relative
-        // to the column's own norm (as R's), with a margin.
-        let mut worst = 1.0f64;
-        for x in 0..ma {
-            let frac = s[(x, x)] / a_diag[x];
-            if frac.is_nan() || frac <= SCHUR_PIVOT_MARGIN * tol {
-                return Ok(None);
-            }
-            worst = worst.max(1.0 / frac);
+        // S's diagonal is each rest column's squared residual after projecting on K's levels, and
+        // the pivots of S's scaled factor are fractions of it: their product is the fraction of
+        // the column's own norm left after projecting on K and the rest columns before it, the
+        // pivot R's column order would look at were K first.
+        let frac: Vec<f64> = (0..ma).map(|x| s[(x, x)] / a_diag[x]).collect();
+        if frac.iter().any(|&f| f.is_nan() || f <= SCHUR_PIVOT_MARGIN * tol) {
+            return Ok(None);
         }
         let sv: Vec<f64> = {
             let mut v = vec![0.0; ma * ma];
@@ -344,11 +341,19 @@ impl SchurFactor {
         drop(s);
         let all: Vec<usize> = (0..ma).collect();
         let zeros = vec![0.0; ma];
-        let sf = match GramFactor::new(&sv, ma, &all, &zeros, SCHUR_PIVOT_MARGIN * tol * worst) {
+        let sf = match GramFactor::new(&sv, ma, &all, &zeros, 0.0) {
             Ok(f) if f.aliased.is_empty() => f,
             Ok(_) | Err(Error::Numerical(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
+        if sf
+            .pivots()
+            .iter()
+            .zip(&frac)
+            .any(|(&l, &f)| (l * f).is_nan() || l * f <= SCHUR_PIVOT_MARGIN * tol)
+        {
+            return Ok(None);
+        }
         let mut kept: Vec<usize> = rest.to_vec();
         kept.extend(levels.iter().map(|&l| split.offset + l));
         kept.sort_unstable();

@@ -83,6 +83,13 @@ impl GramFactor {
         }
     }
 
+    /// The pivots L_jj² of the unit-diagonal-scaled factor, by kept position: the fraction of
+    /// each kept column's squared norm left after projecting it on the kept columns before it.
+    pub fn pivots(&self) -> Vec<f64> {
+        let l = self.llt.L();
+        (0..self.kept.len()).map(|j| l[(j, j)] * l[(j, j)]).collect()
+    }
+
     /// Solve G_kk x = b_k; `b` is indexed by full column, the result by kept position.
     pub fn solve(&self, b: &[f64]) -> Vec<f64> {
         let m = self.kept.len();

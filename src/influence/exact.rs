@@ -13,6 +13,7 @@
 //!
 //! Rows with h ≥ 1 − 1e-10 get NaN for the quantities that divide by 1 − h (R gives NaN/Inf).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -247,10 +248,11 @@ pub(crate) fn add_penalty_curvature(fit: &Fit, g: &mut [f64]) {
     }
 }
 
-/// The information matrix the hat values use, over the fit's kept columns (m×m).
-pub(crate) fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
+/// The information matrix the hat values use, over the fit's kept columns (m×m): the fit's
+/// own (borrowed: 3.3 GB at m = 20,450) unless the observed information differs from it.
+pub(crate) fn information<'a>(ds: &Dataset, fit: &'a Fit, observed: bool) -> Cow<'a, [f64]> {
     if !observed || fit.link == fit.family.canonical_link() {
-        return fit.information.clone();
+        return Cow::Borrowed(&fit.information);
     }
     let layout = &ds.design().layout;
     let kept = ColumnSubset::new(layout.p, &fit.kept);
@@ -287,7 +289,7 @@ pub(crate) fn information(ds: &Dataset, fit: &Fit, observed: bool) -> Vec<f64> {
     symmetrize_lower(&mut g, m);
     // The penalty's curvature (the ridge part) belongs in F for a penalised fit.
     add_penalty_curvature(fit, &mut g);
-    g
+    Cow::Owned(g)
 }
 
 /// Compute every row's diagnostics in chunk order, handing each chunk's to `sink` (which
@@ -301,14 +303,14 @@ pub fn diagnose(
     let layout = &ds.design().layout;
     let p = layout.p;
     let kept = ColumnSubset::new(p, &fit.kept);
-    let mut g = information(ds, fit, opts.observed);
+    let g = information(ds, fit, opts.observed);
     let m = fit.kept.len();
     let zero = vec![0.0; m];
     let all: Vec<usize> = (0..m).collect();
     // Columns linearly dependent on others on the fitted rows (a lasso can keep identical
     // bag-of-words columns) are left out: hat values depend only on the column space.
     let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
-    g.clear();
+    drop(g);
     let mfull = factor.inverse_full(m);
     let n_aliased = m - factor.kept.len();
     let phi = fit.dispersion;
@@ -448,9 +450,18 @@ pub fn diagnose(
             .map(|(i, xi)| {
                 let r = wanted[&v.row_id[i]];
                 let scale = top[r].1;
-                let dp: Vec<f64> = (0..m)
-                    .map(|c| (0..m).map(|b| mfull[b * m + c] * xi[b]).sum::<f64>() * scale / bse[c])
-                    .collect();
+                // F⁻¹ xᵢ over xᵢ's nonzeros only, each a contiguous column of the symmetric F⁻¹
+                // (O(nnzᵢ·m); the dense double loop was O(m²) with a stride of m, hours at
+                // m = 20,450).
+                let mut dp = vec![0.0; m];
+                for (b, &x) in xi.iter().enumerate().filter(|(_, &x)| x != 0.0) {
+                    for (d, &f) in dp.iter_mut().zip(&mfull[b * m..(b + 1) * m]) {
+                        *d += f * x;
+                    }
+                }
+                for (d, &s) in dp.iter_mut().zip(&bse) {
+                    *d = *d * scale / s;
+                }
                 (r, dp)
             })
             .collect()

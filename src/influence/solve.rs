@@ -197,7 +197,10 @@ impl<'a> InverseCurvature<'a> {
         if !observed || self.fit.link == self.fit.family.canonical_link() {
             return (self.fit.information.clone(), 0);
         }
-        (crate::influence::exact::information(self.ds, self.fit, true), 1)
+        (
+            crate::influence::exact::information(self.ds, self.fit, true).into_owned(),
+            1,
+        )
     }
 
     /// M⁻¹ as a dense m×m column-major matrix (Cholesky only): what per-row leverages need.

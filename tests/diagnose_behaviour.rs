@@ -181,3 +181,97 @@ fn diagnose_cli_writes_parquet_and_summary_matching_statsmodels() {
     assert_eq!(b.schema().fields().len(), 1 + 81);
     assert_eq!(b.metadata().file_metadata().num_rows(), 20);
 }
+
+/// Diagnostics of a fit solved in blocks (a 150-level factor held as a diagonal, one level with
+/// no weight) equal those of the dense p×p inverse: every per-row column and the DFBETAS of the
+/// top rows.
+#[test]
+fn blocked_information_gives_the_dense_diagnostics() {
+    use fulcrum::glm::Penalty;
+    use fulcrum::linalg::block::SchurFactor;
+    let s = Scratch::new();
+    wide_factor_data(&s, 150, true);
+    let o = LoadOpts {
+        weights: Some("w"),
+        chunk_rows: Some(1000),
+        ..Default::default()
+    };
+    for penalty in [Penalty::None, Penalty::Ridge { lambda: 0.01 }] {
+        let ds = load_model(
+            &[s.path("wide.parquet").display().to_string()],
+            "y ~ x1 + x2 + g",
+            &s.cache(),
+            o,
+        );
+        let mut runs = Vec::new();
+        for schur_min_levels in [usize::MAX, 100] {
+            let mut fo = FitOptions::new(Family::Binomial, None).unwrap();
+            fo.penalty = penalty;
+            fo.schur_min_levels = schur_min_levels;
+            let f = fit(&ds, &fo).unwrap();
+            if let Some(b) = &f.information_blocks {
+                // The blocked path is taken (no near-aliasing sends it back to the dense one).
+                let zero = vec![0.0; ds.design().layout.p];
+                assert!(SchurFactor::new(
+                    &b.a,
+                    &b.slices(),
+                    &b.split,
+                    &f.kept,
+                    &zero,
+                    fulcrum::linalg::chol::ALIAS_TOL
+                )
+                .unwrap()
+                .is_some());
+            }
+            assert_eq!(f.information_blocks.is_some(), schur_min_levels == 100);
+            let mut rows: Vec<RowDiagnostics> = Vec::new();
+            let (summary, dfb) = diagnose(
+                &ds,
+                &f,
+                &DiagOptions {
+                    observed: false,
+                    top_k: 20,
+                },
+                |d| {
+                    rows.push(d);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            runs.push((rows, summary, dfb));
+        }
+        let ((dr, ds_, dd), (br, bs, bd)) = (&runs[0], &runs[1]);
+        let close = |a: f64, b: f64| (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+        assert!(
+            close(bs.sum_hat, ds_.sum_hat),
+            "{penalty:?}: sum hat {} vs {}",
+            bs.sum_hat,
+            ds_.sum_hat
+        );
+        for (d, b) in dr.iter().zip(br) {
+            assert_eq!(d.row, b.row);
+            for (name, x, y) in [
+                ("hat", &b.hat, &d.hat),
+                ("cooks_d", &b.cooks_d, &d.cooks_d),
+                ("resid_studentized", &b.resid_studentized, &d.resid_studentized),
+                ("dffits", &b.dffits, &d.dffits),
+            ] {
+                for i in 0..x.len() {
+                    assert!(
+                        close(x[i], y[i]),
+                        "{penalty:?} {name} row {}: {} vs {}",
+                        d.row[i],
+                        x[i],
+                        y[i]
+                    );
+                }
+            }
+        }
+        assert_eq!(bd.rows, dd.rows, "{penalty:?}: the same top rows");
+        for (vb, vd) in bd.values.iter().zip(&dd.values) {
+            for (x, y) in vb.iter().zip(vd) {
+                assert!(close(*x, *y), "{penalty:?} dfbetas {x} vs {y}");
+            }
+        }
+    }
+}

@@ -22,7 +22,7 @@ use crate::chunk::ChunkView;
 use crate::design::Layout;
 use crate::error::{Error, Result};
 use crate::ingest::Dataset;
-use crate::linalg::block::{sandwich_cross, BlockGram, BlockSplit, InfoFactor, SchurFactor};
+use crate::linalg::block::{sandwich_cross, BlockGram, BlockSplit, InfoFactor, InformationBlocks, SchurFactor};
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
 use crate::linalg::{
     sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, SandwichScratch, Sum,
@@ -227,6 +227,10 @@ pub struct Fit {
     /// `kept` columns (m×m column-major, m = kept.len()): the matrix diagnostics use
     /// (statsmodels' hat values are at the final μ).
     pub information: Vec<f64>,
+    /// `information` in blocks, when the fit solved a wide categorical term through the Schur
+    /// complement of its diagonal block (over all columns, aliased levels included with zero
+    /// weight): diagnostics factor it in O(m_A²·L) instead of O(p³). None otherwise.
+    pub information_blocks: Option<InformationBlocks>,
     /// The penalty's curvature on the diagonal of `information`, per kept column (the ridge
     /// term; 0 for the intercept and for unpenalised fits).
     pub penalty_curvature: Vec<f64>,
@@ -711,7 +715,7 @@ fn factor_information(
 ) -> Result<InfoFactor> {
     let p = ridge.len();
     if let (Some(sp), Some(g), true) = (split, st.block.as_ref(), *blocked) {
-        if let Some(f) = SchurFactor::new(&st.gram, g, sp, candidates, ridge, ALIAS_TOL)? {
+        if let Some(f) = SchurFactor::new(&st.gram, &g.slices(), sp, candidates, ridge, ALIAS_TOL)? {
             return Ok(InfoFactor::Schur(Box::new(f)));
         }
         *blocked = false;
@@ -926,7 +930,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let mut halved = false;
     let mut last_within_noise = false;
     let mut stalled = false;
-    let st = loop {
+    let mut st = loop {
         let mut st = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
@@ -1080,6 +1084,28 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         }
         g
     };
+    let information_blocks = match (st.block.as_mut(), &split) {
+        (Some(g), Some(sp)) => {
+            let ma = sp.rest.len();
+            let mut a = std::mem::take(&mut st.gram);
+            for (x, &j) in sp.rest.columns().iter().enumerate() {
+                a[x * ma + x] += ridge[j];
+            }
+            let diag = g
+                .diag
+                .iter()
+                .enumerate()
+                .map(|(l, d)| d + ridge[sp.offset + l])
+                .collect();
+            Some(InformationBlocks {
+                split: sp.clone(),
+                a,
+                cross: std::mem::take(&mut g.cross),
+                diag,
+            })
+        }
+        _ => None,
+    };
     timing.push(("information".to_string(), t2.elapsed().as_secs_f64()));
     let penalty_curvature = kept.iter().map(|&j| ridge[j]).collect();
     let fit = Fit {
@@ -1105,6 +1131,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         kept,
         cov_unscaled,
         information,
+        information_blocks,
         penalty_curvature,
         penalty_blocks: Vec::new(),
         standardization: None,

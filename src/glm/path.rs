@@ -1184,6 +1184,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         kept,
         cov_unscaled: Mat::zeros(0, 0),
         information,
+        information_blocks: None,
         penalty_curvature,
         penalty_blocks,
         standardization,

@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::glm::irls::response;
 use crate::glm::Fit;
 use crate::ingest::Dataset;
+use crate::linalg::block::{BlockInverse, SchurFactor};
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
 use crate::linalg::{row_quad_forms, sandwich, symmetrize_lower, x_beta, ColumnSubset, SandwichScratch};
 
@@ -292,6 +293,13 @@ pub(crate) fn information<'a>(ds: &Dataset, fit: &'a Fit, observed: bool) -> Cow
     Cow::Owned(g)
 }
 
+/// F⁻¹ as diagnostics use it: dense over the kept columns (generalised inverse, zero on the
+/// columns left out), or through the blocks of a wide categorical term.
+enum Inverse {
+    Dense(Vec<f64>),
+    Blocked(Box<BlockInverse>),
+}
+
 /// Compute every row's diagnostics in chunk order, handing each chunk's to `sink` (which
 /// writes it out, so memory stays O(p²) + a few chunks), and DFBETAS for the top rows.
 pub fn diagnose(
@@ -305,14 +313,28 @@ pub fn diagnose(
     let kept = ColumnSubset::new(p, &fit.kept);
     let g = information(ds, fit, opts.observed);
     let m = fit.kept.len();
-    let zero = vec![0.0; m];
-    let all: Vec<usize> = (0..m).collect();
-    // Columns linearly dependent on others on the fitted rows (a lasso can keep identical
-    // bag-of-words columns) are left out: hat values depend only on the column space.
-    let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
+    // A fit solved in blocks (a wide categorical term) keeps its information in blocks: F⁻¹ is
+    // then used through them, never formed (unless a column is aliased or near it there).
+    let blocked = match (&fit.information_blocks, &g) {
+        (Some(b), Cow::Borrowed(_)) => {
+            SchurFactor::new(&b.a, &b.slices(), &b.split, &fit.kept, &vec![0.0; p], ALIAS_TOL)?
+                .map(|f| f.block_inverse())
+        }
+        _ => None,
+    };
+    let (inv, n_aliased) = match blocked {
+        Some(b) => (Inverse::Blocked(Box::new(b)), 0),
+        None => {
+            let zero = vec![0.0; m];
+            let all: Vec<usize> = (0..m).collect();
+            // Columns linearly dependent on others on the fitted rows (a lasso can keep
+            // identical bag-of-words columns) are left out: hat values depend only on the
+            // column space.
+            let factor = GramFactor::new(&g, m, &all, &zero, ALIAS_TOL)?;
+            (Inverse::Dense(factor.inverse_full(m)), m - factor.kept.len())
+        }
+    };
     drop(g);
-    let mfull = factor.inverse_full(m);
-    let n_aliased = m - factor.kept.len();
     let phi = fit.dispersion;
     let rank = (fit.rank - n_aliased) as f64;
     let n = fit.n_obs as f64;
@@ -328,7 +350,10 @@ pub fn diagnose(
         let mut eta = Vec::new();
         eta_mu(&v, fit, ds, &mut eta);
         let mut q = vec![0.0; v.n];
-        row_quad_forms(&v, layout, &kept, &mfull, &mut q);
+        match &inv {
+            Inverse::Dense(mfull) => row_quad_forms(&v, layout, &kept, mfull, &mut q),
+            Inverse::Blocked(b) => b.row_quad_forms(&v, layout, &mut q),
+        }
         let mut d = RowDiagnostics::with_capacity(v.n);
         for i in 0..v.n {
             let (y, a) = response(&v, i);
@@ -430,15 +455,13 @@ pub fn diagnose(
         .map(|(r, &id)| (id, r))
         .collect();
     let mut values = vec![vec![0.0; m]; wanted.len()];
-    let bse: Vec<f64> = (0..m)
-        .map(|c| {
-            let v = mfull[c * m + c];
-            if v > 0.0 {
-                (v * phi).sqrt()
-            } else {
-                f64::NAN
-            }
-        })
+    let inv_diag: Vec<f64> = match &inv {
+        Inverse::Dense(mfull) => (0..m).map(|c| mfull[c * m + c]).collect(),
+        Inverse::Blocked(b) => b.diag(),
+    };
+    let bse: Vec<f64> = inv_diag
+        .iter()
+        .map(|&v| if v > 0.0 { (v * phi).sqrt() } else { f64::NAN })
         .collect();
     // Second pass: only the wanted rows' x_i are read; their scales came from the first pass.
     let found: Vec<Vec<(usize, Vec<f64>)>> = ds.cache.par_map(|_, v| {
@@ -453,12 +476,18 @@ pub fn diagnose(
                 // F⁻¹ xᵢ over xᵢ's nonzeros only, each a contiguous column of the symmetric F⁻¹
                 // (O(nnzᵢ·m); the dense double loop was O(m²) with a stride of m, hours at
                 // m = 20,450).
-                let mut dp = vec![0.0; m];
-                for (b, &x) in xi.iter().enumerate().filter(|(_, &x)| x != 0.0) {
-                    for (d, &f) in dp.iter_mut().zip(&mfull[b * m..(b + 1) * m]) {
-                        *d += f * x;
+                let mut dp = match &inv {
+                    Inverse::Dense(mfull) => {
+                        let mut dp = vec![0.0; m];
+                        for (b, &x) in xi.iter().enumerate().filter(|(_, &x)| x != 0.0) {
+                            for (d, &f) in dp.iter_mut().zip(&mfull[b * m..(b + 1) * m]) {
+                                *d += f * x;
+                            }
+                        }
+                        dp
                     }
-                }
+                    Inverse::Blocked(b) => b.apply(&xi),
+                };
                 for (d, &s) in dp.iter_mut().zip(&bse) {
                     *d = *d * scale / s;
                 }

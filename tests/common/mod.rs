@@ -23,7 +23,7 @@ use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::WriterProperties;
 
 /// What [`load_model`] loads besides the inputs and the formula.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct LoadOpts<'a> {
     /// `COL=VALUE` row filters.
     pub filters: &'a [(&'a str, &'a str)],
@@ -406,4 +406,53 @@ pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// A logistic data set with a wide factor `g` (`levels` levels), a group-level covariate `zg`
+/// (a function of `g`, so aliased with it), two row-level covariates, `x3 = x1 + zg` (aliased
+/// with x1 and g together, not with g alone) and, with `dead_level`,
+/// one level whose rows all have prior weight 0 (a zero column). Written to `wide.parquet`;
+/// used by the blocked-solve tests (fit and diagnostics).
+pub fn wide_factor_data(s: &Scratch, levels: usize, dead_level: bool) {
+    let n = 40 * levels;
+    let mut st = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        (st % 1_000_000) as f64 / 1_000_000.0
+    };
+    let names: Vec<String> = (0..levels).map(|l| format!("L{l:04}")).collect();
+    let effect: Vec<f64> = (0..levels).map(|_| next() * 2.0 - 1.0).collect();
+    let (mut x1, mut x2, mut g, mut zg, mut y, mut w) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        // Uneven level sizes, so the diagonal block is not a multiple of the identity.
+        let u = next();
+        let l = ((u + u * u) / 2.0 * levels as f64) as usize % levels;
+        let a = next() * 2.0 - 1.0;
+        let b = next() * 3.0;
+        let eta = -0.3 + 0.8 * a - 0.2 * b + effect[l];
+        y.push(if next() < 1.0 / (1.0 + (-eta).exp()) { 1.0 } else { 0.0 });
+        x1.push(a);
+        x2.push(b);
+        g.push(names[l].as_str());
+        zg.push((l as f64 * 0.37).sin());
+        w.push(if dead_level && l == levels / 2 {
+            0.0
+        } else {
+            1.0 + (i % 3) as f64
+        });
+    }
+    write_parquet(
+        &s.path("wide.parquet"),
+        &batch(vec![
+            ("y", f64s(&y)),
+            ("x1", f64s(&x1)),
+            ("x2", f64s(&x2)),
+            ("zg", f64s(&zg)),
+            ("x3", f64s(&x1.iter().zip(&zg).map(|(a, b)| a + b).collect::<Vec<_>>())),
+            ("g", strs(&g)),
+            ("w", f64s(&w)),
+        ]),
+    );
 }

@@ -414,14 +414,28 @@ fn blocked_solve_of_a_wide_factor_matches_the_dense_solve() {
             }
         }
         assert!(rel(blocked.deviance, dense.deviance) < 1e-12, "{what}");
+        // The information at β̂: dense, or kept in blocks (then no p×p matrix is stored).
         let m = dense.kept.len();
+        let info = blocked.information_matrix();
+        let diag = blocked.information_diagonal();
         for a in 0..m {
+            assert!(
+                (diag[a] - dense.information[a * m + a]).abs() <= 1e-9 * (1.0 + diag[a].abs()),
+                "{what} diagonal {a}"
+            );
             for b in 0..m {
-                let (x, y) = (blocked.information[b * m + a], dense.information[b * m + a]);
+                let (x, y) = (info[b * m + a], dense.information[b * m + a]);
                 assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{what} information ({a}, {b})");
-                let (x, y) = (blocked.cov_unscaled[(a, b)], dense.cov_unscaled[(a, b)]);
-                assert!((x - y).abs() <= 1e-8 * (1.0 + y.abs()), "{what} covariance ({a}, {b})");
             }
         }
+        let solved_in_blocks = blocked.information_blocks.is_some();
+        assert_eq!(
+            solved_in_blocks,
+            !formula.contains("zg") && !formula.contains("x3"),
+            "{what}"
+        );
+        assert_eq!(blocked.information.is_empty(), solved_in_blocks, "{what}");
+        assert_eq!(blocked.cov_unscaled.nrows() == 0, solved_in_blocks, "{what}");
+        assert_eq!(dense.cov_unscaled.nrows(), m, "{what}");
     }
 }

@@ -11,6 +11,7 @@
 //! aliased columns reported as `None` (R's `NA`), dispersion 1 for binomial/Poisson and
 //! Pearson χ²/(n − rank) otherwise. Standard errors use the Fisher information at the final β.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use faer::Mat;
@@ -221,11 +222,14 @@ pub struct Fit {
     pub kept: Vec<usize>,
     /// Unscaled covariance over `kept` (times φ for the covariance): the inverse of the
     /// information XᵀWX of the final IRLS step, the one that produced β̂ (as R's and
-    /// statsmodels' standard errors).
+    /// statsmodels' standard errors). Empty (0×0) for a fit solved in blocks
+    /// (`information_blocks`), where it would be p×p dense (3.3 GB at p = 20,450); its diagonal
+    /// is in `std_error`.
     pub cov_unscaled: Mat<f64>,
     /// The information XᵀWX (+ the penalty's curvature) evaluated at β̂ itself, over the
     /// `kept` columns (m×m column-major, m = kept.len()): the matrix diagnostics use
-    /// (statsmodels' hat values are at the final μ).
+    /// (statsmodels' hat values are at the final μ). Empty for a fit solved in blocks, which
+    /// keeps it in `information_blocks`; [`Fit::information_matrix`] gives it either way.
     pub information: Vec<f64>,
     /// `information` in blocks, when the fit solved a wide categorical term through the Schur
     /// complement of its diagonal block (over all columns, aliased levels included with zero
@@ -256,6 +260,26 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// `information` as a dense m×m matrix over the kept columns: the stored one, or assembled
+    /// from `information_blocks` (O(m²) memory: prefer the blocks where they serve).
+    pub fn information_matrix(&self) -> Cow<'_, [f64]> {
+        match &self.information_blocks {
+            Some(b) if self.information.is_empty() && !self.kept.is_empty() => Cow::Owned(b.assemble(&self.kept)),
+            _ => Cow::Borrowed(&self.information),
+        }
+    }
+
+    /// The diagonal of `information`, by kept position.
+    pub fn information_diagonal(&self) -> Vec<f64> {
+        match &self.information_blocks {
+            Some(b) if self.information.is_empty() => b.diagonal(&self.kept),
+            _ => {
+                let m = self.kept.len();
+                (0..m).map(|k| self.information[k * m + k]).collect()
+            }
+        }
+    }
+
     /// Whether test statistics are t (estimated dispersion) rather than z.
     pub fn uses_t(&self) -> bool {
         !self.family.fixed_dispersion()
@@ -1026,11 +1050,19 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     } else {
         f64::NAN
     };
-    let cov_unscaled = fin.inverse();
+    // A blocked fit keeps only the covariance's diagonal (the SEs).
+    let (cov_unscaled, cov_diag) = match fin {
+        InfoFactor::Dense(_) => {
+            let c = fin.inverse();
+            let d = (0..kept.len()).map(|k| c[(k, k)]).collect::<Vec<_>>();
+            (c, d)
+        }
+        InfoFactor::Schur(f) => (Mat::zeros(0, 0), f.block_inverse().diag()),
+    };
     let mut std_error = vec![None; p];
     if opts.penalty == Penalty::None {
         for (k, &j) in kept.iter().enumerate() {
-            std_error[j] = Some((cov_unscaled[(k, k)] * dispersion).sqrt());
+            std_error[j] = Some((cov_diag[k] * dispersion).sqrt());
         }
     }
     let null_deviance = match null {
@@ -1071,8 +1103,9 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         warnings
             .push("perfect separation: the model predicts every row exactly; coefficients are not identified".into());
     }
-    let information = if let (Some(g), Some(sp)) = (&st.block, &split) {
-        g.assemble(&st.gram, sp, &kept, &ridge)
+    let information = if st.block.is_some() {
+        // Kept in `information_blocks` below.
+        Vec::new()
     } else {
         let m = kept.len();
         let mut g = vec![0.0; m * m];

@@ -249,11 +249,18 @@ pub(crate) fn add_penalty_curvature(fit: &Fit, g: &mut [f64]) {
     }
 }
 
+/// Whether the information the hat values use is the fit's own (expected information, or a
+/// canonical link where observed and expected coincide).
+fn uses_fit_information(fit: &Fit, observed: bool) -> bool {
+    !observed || fit.link == fit.family.canonical_link()
+}
+
 /// The information matrix the hat values use, over the fit's kept columns (m×m): the fit's
-/// own (borrowed: 3.3 GB at m = 20,450) unless the observed information differs from it.
+/// own (borrowed where stored: 3.3 GB at m = 20,450) unless the observed information differs
+/// from it.
 pub(crate) fn information<'a>(ds: &Dataset, fit: &'a Fit, observed: bool) -> Cow<'a, [f64]> {
-    if !observed || fit.link == fit.family.canonical_link() {
-        return Cow::Borrowed(&fit.information);
+    if uses_fit_information(fit, observed) {
+        return fit.information_matrix();
     }
     let layout = &ds.design().layout;
     let kept = ColumnSubset::new(layout.p, &fit.kept);
@@ -311,12 +318,11 @@ pub fn diagnose(
     let layout = &ds.design().layout;
     let p = layout.p;
     let kept = ColumnSubset::new(p, &fit.kept);
-    let g = information(ds, fit, opts.observed);
     let m = fit.kept.len();
     // A fit solved in blocks (a wide categorical term) keeps its information in blocks: F⁻¹ is
     // then used through them, never formed (unless a column is aliased or near it there).
-    let blocked = match (&fit.information_blocks, &g) {
-        (Some(b), Cow::Borrowed(_)) => {
+    let blocked = match &fit.information_blocks {
+        Some(b) if uses_fit_information(fit, opts.observed) => {
             SchurFactor::new(&b.a, &b.slices(), &b.split, &fit.kept, &vec![0.0; p], ALIAS_TOL)?
                 .map(|f| f.block_inverse())
         }
@@ -325,6 +331,7 @@ pub fn diagnose(
     let (inv, n_aliased) = match blocked {
         Some(b) => (Inverse::Blocked(Box::new(b)), 0),
         None => {
+            let g = information(ds, fit, opts.observed);
             let zero = vec![0.0; m];
             let all: Vec<usize> = (0..m).collect();
             // Columns linearly dependent on others on the fitted rows (a lasso can keep
@@ -334,7 +341,6 @@ pub fn diagnose(
             (Inverse::Dense(factor.inverse_full(m)), m - factor.kept.len())
         }
     };
-    drop(g);
     let phi = fit.dispersion;
     let rank = (fit.rank - n_aliased) as f64;
     let n = fit.n_obs as f64;

@@ -167,7 +167,7 @@ impl Projector {
         // Each column is scaled to unit weighted norm (1/√F_jj) before the projection, so that
         // a column measured in large units does not dominate every sketch direction (and ZᵀZ
         // stays well conditioned).
-        let m = kept.len();
+        let info_diag = fit.information_diagonal();
         let omega = kept
             .columns()
             .iter()
@@ -176,7 +176,7 @@ impl Projector {
                 if layout.intercept && j == 0 {
                     Vec::new()
                 } else {
-                    let d = fit.information[l * m + l];
+                    let d = info_diag[l];
                     let scale = if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 };
                     omega_row(opts, j).into_iter().map(|o| o * scale).collect()
                 }

@@ -195,7 +195,7 @@ impl<'a> InverseCurvature<'a> {
     pub fn matrix(&self) -> (Vec<f64>, usize) {
         let observed = self.curvature == Curvature::Hessian;
         if !observed || self.fit.link == self.fit.family.canonical_link() {
-            return (self.fit.information.clone(), 0);
+            return (self.fit.information_matrix().into_owned(), 0);
         }
         (
             crate::influence::exact::information(self.ds, self.fit, true).into_owned(),

@@ -139,32 +139,7 @@ impl BlockGram {
     /// The information over the global columns `cols` (increasing, c×c column-major), from
     /// `a` (m_A × m_A, both triangles) and these blocks, plus `ridge[j]` on the diagonal.
     pub fn assemble(&self, a: &[f64], split: &BlockSplit, cols: &[usize], ridge: &[f64]) -> Vec<f64> {
-        let ma = split.rest.len();
-        let c = cols.len();
-        enum Pos {
-            Rest(usize),
-            Level(usize),
-        }
-        let pos: Vec<Pos> = cols
-            .iter()
-            .map(|&j| match split.rest.local(j) {
-                Some(l) => Pos::Rest(l),
-                None => Pos::Level(j - split.offset),
-            })
-            .collect();
-        let mut out = vec![0.0; c * c];
-        for (q, pq) in pos.iter().enumerate() {
-            for (r, pr) in pos.iter().enumerate() {
-                out[q * c + r] = match (pr, pq) {
-                    (Pos::Rest(x), Pos::Rest(y)) => a[y * ma + x],
-                    (Pos::Rest(x), Pos::Level(l)) | (Pos::Level(l), Pos::Rest(x)) => self.cross[l * ma + x],
-                    (Pos::Level(l), Pos::Level(k)) if l == k => self.diag[*l],
-                    (Pos::Level(_), Pos::Level(_)) => 0.0,
-                };
-            }
-            out[q * c + q] += ridge[cols[q]];
-        }
-        out
+        assemble(a, &self.slices(), split, cols, ridge)
     }
 }
 
@@ -237,6 +212,44 @@ pub fn sandwich_cross(
     }
 }
 
+/// The information over the global columns `cols` (increasing, c×c column-major), from A
+/// (`a`, m_A × m_A, both triangles), B and D, plus `ridge[j]` on the diagonal.
+pub fn assemble(a: &[f64], g: &BlockSlices<'_>, split: &BlockSplit, cols: &[usize], ridge: &[f64]) -> Vec<f64> {
+    let ma = split.rest.len();
+    let c = cols.len();
+    let pos: Vec<Pos> = cols.iter().map(|&j| Pos::of(split, j)).collect();
+    let mut out = vec![0.0; c * c];
+    for (q, pq) in pos.iter().enumerate() {
+        for (r, pr) in pos.iter().enumerate() {
+            out[q * c + r] = match (pr, pq) {
+                (Pos::Rest(x), Pos::Rest(y)) => a[y * ma + x],
+                (Pos::Rest(x), Pos::Level(l)) | (Pos::Level(l), Pos::Rest(x)) => g.cross[l * ma + x],
+                (Pos::Level(l), Pos::Level(k)) if l == k => g.diag[*l],
+                (Pos::Level(_), Pos::Level(_)) => 0.0,
+            };
+        }
+        out[q * c + q] += ridge[cols[q]];
+    }
+    out
+}
+
+/// Where a global column sits in the blocks.
+enum Pos {
+    /// Local position in `BlockSplit::rest`.
+    Rest(usize),
+    /// Level (local column) of the diagonal term.
+    Level(usize),
+}
+
+impl Pos {
+    fn of(split: &BlockSplit, j: usize) -> Pos {
+        match split.rest.local(j) {
+            Some(l) => Pos::Rest(l),
+            None => Pos::Level(j - split.offset),
+        }
+    }
+}
+
 /// Borrowed B and D blocks (of a [`BlockGram`] or an [`InformationBlocks`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BlockSlices<'a> {
@@ -272,6 +285,28 @@ pub struct InformationBlocks {
 }
 
 impl InformationBlocks {
+    /// The information over the global columns `cols` (increasing), dense c×c column-major.
+    pub fn assemble(&self, cols: &[usize]) -> Vec<f64> {
+        assemble(
+            &self.a,
+            &self.slices(),
+            &self.split,
+            cols,
+            &vec![0.0; self.split.rest.local.len()],
+        )
+    }
+
+    /// The information's diagonal over the global columns `cols`.
+    pub fn diagonal(&self, cols: &[usize]) -> Vec<f64> {
+        let ma = self.split.rest.len();
+        cols.iter()
+            .map(|&j| match Pos::of(&self.split, j) {
+                Pos::Rest(x) => self.a[x * ma + x],
+                Pos::Level(l) => self.diag[l],
+            })
+            .collect()
+    }
+
     /// Borrow B and D.
     pub fn slices(&self) -> BlockSlices<'_> {
         BlockSlices {

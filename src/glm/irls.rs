@@ -1052,8 +1052,8 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     };
     // A blocked fit keeps only the covariance's diagonal (the SEs).
     let (cov_unscaled, cov_diag) = match fin {
-        InfoFactor::Dense(_) => {
-            let c = fin.inverse();
+        InfoFactor::Dense(f) => {
+            let c = f.inverse();
             let d = (0..kept.len()).map(|k| c[(k, k)]).collect::<Vec<_>>();
             (c, d)
         }

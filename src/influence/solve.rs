@@ -193,14 +193,10 @@ impl<'a> InverseCurvature<'a> {
 
     /// M (m×m, both triangles) and the passes it cost.
     pub fn matrix(&self) -> (Vec<f64>, usize) {
+        use crate::influence::exact::{information, uses_fit_information};
         let observed = self.curvature == Curvature::Hessian;
-        if !observed || self.fit.link == self.fit.family.canonical_link() {
-            return (self.fit.information_matrix().into_owned(), 0);
-        }
-        (
-            crate::influence::exact::information(self.ds, self.fit, true).into_owned(),
-            1,
-        )
+        let passes = (!uses_fit_information(self.fit, observed)) as usize;
+        (information(self.ds, self.fit, observed).into_owned(), passes)
     }
 
     /// M⁻¹ as a dense m×m column-major matrix (Cholesky only): what per-row leverages need.

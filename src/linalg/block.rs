@@ -80,7 +80,8 @@ impl BlockSplit {
 
 /// Spare B buffers for [`BlockGram::zeros`]. A pass allocates one per fold group, tens of MiB
 /// each at 10⁴ levels; freed, they went back to the kernel, and every pass paid the page faults
-/// and TLB shootdowns again (a profile at p = 20,450: most of a 2.6 s pass).
+/// and TLB shootdowns again (in a `perf` profile of the p = 20,450 benchmark fit, most of each
+/// pass's samples).
 static SPARE: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 
 /// At most this many spare buffers are kept.
@@ -475,63 +476,6 @@ impl SchurFactor {
         }
         out
     }
-
-    /// F_kk⁻¹ in kept order, by the block formula in the module notes.
-    pub fn inverse(&self) -> Mat<f64> {
-        let ma = self.pos_rest.len();
-        let nk = self.levels.len();
-        let sinv = self.s.inverse();
-        // G = S⁻¹ B D⁻¹ (m_A × L_kept).
-        let bd = Mat::from_fn(ma, nk, |x, k| self.cross[k * ma + x] / self.dk[k]);
-        let mut gm = Mat::<f64>::zeros(ma, nk);
-        faer::linalg::matmul::matmul(
-            gm.as_mut(),
-            Accum::Replace,
-            sinv.as_ref(),
-            bd.as_ref(),
-            1.0,
-            Par::rayon(0),
-        );
-        let m = self.kept.len();
-        let mut out = Mat::<f64>::zeros(m, m);
-        // K's kept columns are a contiguous global range, so contiguous in kept order: the
-        // K×K block D⁻¹ + (B D⁻¹)ᵀ G is written in place (lower triangle, then mirrored).
-        let k0 = self.pos_levels.first().copied().unwrap_or(0);
-        debug_assert!(self.pos_levels.iter().enumerate().all(|(k, &p)| p == k0 + k));
-        {
-            let mut kk = out.as_mut().submatrix_mut(k0, k0, nk, nk);
-            matmul(
-                kk.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Replace,
-                bd.transpose(),
-                BlockStructure::Rectangular,
-                gm.as_ref(),
-                BlockStructure::Rectangular,
-                1.0,
-                Par::rayon(0),
-            );
-            for (k, &d) in self.dk.iter().enumerate() {
-                kk[(k, k)] += 1.0 / d;
-            }
-            mirror_lower(kk);
-        }
-        super::clear_upper_simd_state();
-        drop(bd);
-        for (y, &py) in self.pos_rest.iter().enumerate() {
-            for (x, &px) in self.pos_rest.iter().enumerate() {
-                out[(px, py)] = sinv[(x, y)];
-            }
-        }
-        for (k, &pk) in self.pos_levels.iter().enumerate() {
-            for (x, &px) in self.pos_rest.iter().enumerate() {
-                let v = -gm[(x, k)];
-                out[(px, pk)] = v;
-                out[(pk, px)] = v;
-            }
-        }
-        out
-    }
 }
 
 /// What per-row diagnostics need of F⁻¹ for a blocked information, without forming it: S⁻¹,
@@ -716,14 +660,6 @@ impl InfoFactor {
         match self {
             InfoFactor::Dense(f) => f.solve(b),
             InfoFactor::Schur(f) => f.solve(b),
-        }
-    }
-
-    /// The inverse over the kept columns, in kept order.
-    pub fn inverse(&self) -> Mat<f64> {
-        match self {
-            InfoFactor::Dense(f) => f.inverse(),
-            InfoFactor::Schur(f) => f.inverse(),
         }
     }
 }

@@ -12,6 +12,7 @@ binary's cache) and `--runs` timed runs with the cache reused, and takes the med
 
   adult-fit        fit_total of `fit` on fixtures/adult.parquet (split = train, with native_country)
   adult-diagnose   diagnostics of `diagnose` on the same
+  1m-fit           fit_total of `fit` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
   1m-diagnose      diagnostics of `diagnose` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
                    (generate it with scripts/bench_fit.sh first)
 
@@ -32,6 +33,7 @@ from bench_fit import ADULT_CAT, ADULT_NUM, FORMULA_A, FORMULA_B, log  # noqa: E
 CASES = {
     "adult-fit": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "fit_total"),
     "adult-diagnose": ("diagnose", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "diagnostics"),
+    "1m-fit": ("fit", "bench-data/sparse_1m.parquet", FORMULA_B, [], "fit_total"),
     "1m-diagnose": ("diagnose", "bench-data/sparse_1m.parquet", FORMULA_B, [], "diagnostics"),
 }
 assert ADULT_NUM and ADULT_CAT  # FORMULA_A is built from them

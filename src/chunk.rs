@@ -56,6 +56,7 @@ impl Chunk {
             indptr: &self.indptr,
             indices: &self.indices,
             values: &self.values,
+            groups: None,
         }
     }
 }
@@ -89,6 +90,9 @@ pub struct ChunkView<'a> {
     pub indices: &'a [u32],
     /// CSR values.
     pub values: &'a [f64],
+    /// Where the chunk's rows grouped by level tuple are memoised across passes (chunks of a
+    /// cache have one; a standalone chunk has none and is grouped on each use).
+    pub groups: Option<&'a crate::linalg::combos::GroupingMemo>,
 }
 
 impl<'a> ChunkView<'a> {

@@ -502,6 +502,8 @@ thread_local! {
 #[derive(Default)]
 struct Scratch {
     eta: Vec<f64>,
+    mu: Vec<f64>,
+    mu_eta: Vec<f64>,
     w: Vec<f64>,
     z: Vec<f64>,
     score: Vec<f64>,
@@ -602,7 +604,12 @@ fn irls_pass_impl(
             s.eta.resize(n, 0.0);
             s.w.resize(n, 0.0);
             s.z.resize(n, 0.0);
-            s.sandwich.gather(&v, layout, subset);
+            if split.is_some() {
+                // `sandwich_cross` reads each row's entries.
+                s.sandwich.gather_per_row(&v, layout, subset);
+            } else {
+                s.sandwich.gather(&v, layout, subset);
+            }
             if let Eval::Beta(beta) = eval {
                 if sparse_support_inside {
                     x_beta_gathered(&v, layout, beta, subset, &s.sandwich, &mut s.eta);
@@ -613,57 +620,16 @@ fn irls_pass_impl(
                     *e += o;
                 }
             }
-            for i in 0..n {
-                let (y, w) = response(&v, i);
-                if w == 0.0 {
-                    s.w[i] = 0.0;
-                    s.z[i] = 0.0;
-                    continue;
+            // The row loop specialised for the common family/link pairs (their matches then
+            // fold away), generic for the rest.
+            let rows = RowArgs { eval, null, rhs, tiny };
+            match (family, link) {
+                (Family::Binomial, Link::Logit) => irls_rows(Family::Binomial, Link::Logit, rows, &v, &mut s, &mut acc),
+                (Family::Poisson, Link::Log) => irls_rows(Family::Poisson, Link::Log, rows, &v, &mut s, &mut acc),
+                (Family::Gaussian, Link::Identity) => {
+                    irls_rows(Family::Gaussian, Link::Identity, rows, &v, &mut s, &mut acc)
                 }
-                let (eta, mu, d) = match eval {
-                    Eval::Start { ybar } => {
-                        let mu = family.mustart(link, y, w, ybar);
-                        let eta = link.link(mu);
-                        (eta, mu, link.mu_eta(eta))
-                    }
-                    Eval::Beta(_) => {
-                        let (mu, d) = link.inverse_and_mu_eta(s.eta[i]);
-                        (s.eta[i], mu, d)
-                    }
-                };
-                if !valid_mu(family, mu) || !eta.is_finite() {
-                    acc.invalid += 1;
-                    s.w[i] = 0.0;
-                    s.z[i] = 0.0;
-                    continue;
-                }
-                let var = family.variance(mu);
-                let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
-                acc.dev.add(w * dev_i);
-                let scale = w * scale;
-                if scale.is_finite() {
-                    acc.dev_scale.add(scale * scale);
-                }
-                acc.pearson.add(w * (y - mu) * (y - mu) / var);
-                match family {
-                    Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
-                    Family::Poisson if mu < tiny => acc.boundary += 1,
-                    _ => {}
-                }
-                if (y - mu).abs() < 1e-6 {
-                    acc.perfect += 1;
-                }
-                match null {
-                    NullModel::Mean(m) => acc.null_dev.add(w * family.unit_deviance(y, m)),
-                    NullModel::OffsetOnly => acc.null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
-                    NullModel::Separate => {}
-                }
-                s.z[i] = match rhs {
-                    Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
-                    Rhs::Score => (y - mu) / d,
-                };
-                s.w[i] = w * d * d / var;
-                acc.sum_w.add(s.w[i]);
+                _ => irls_rows(family, link, rows, &v, &mut s, &mut acc),
             }
             // With every column in the subset, the sandwich's row loop computes the whole score
             // too (one walk over the chunk instead of two).
@@ -706,8 +672,143 @@ fn irls_pass_impl(
     out
 }
 
-/// Deviance of the intercept-plus-offset null model by a scalar IRLS (R refits `y ~ 1 +
-/// offset` for this).
+/// What the IRLS row loop needs besides the family, link and chunk.
+#[derive(Clone, Copy)]
+struct RowArgs<'a> {
+    eval: Eval<'a>,
+    null: NullModel,
+    rhs: Rhs,
+    tiny: f64,
+}
+
+/// The per-row part of an IRLS pass over one chunk: η (already in `s.eta` for
+/// [`Eval::Beta`]) → μ, the deviance and its sums into `acc`, and the IRLS weights `s.w` and
+/// working response (or residual) `s.z`. Inlined into each caller so that calls with constant
+/// `family` and `link` are compiled for that pair alone.
+#[inline(always)]
+fn irls_rows(family: Family, link: Link, a: RowArgs<'_>, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+    let RowArgs { eval, null, rhs, tiny } = a;
+    let n = v.n;
+    if let (Eval::Beta(_), NullModel::Separate) = (eval, null) {
+        return irls_rows_at_beta(family, link, rhs, tiny, v, s, acc);
+    }
+    for i in 0..n {
+        let (y, w) = response(v, i);
+        if w == 0.0 {
+            s.w[i] = 0.0;
+            s.z[i] = 0.0;
+            continue;
+        }
+        let (eta, mu, d) = match eval {
+            Eval::Start { ybar } => {
+                let mu = family.mustart(link, y, w, ybar);
+                let eta = link.link(mu);
+                (eta, mu, link.mu_eta(eta))
+            }
+            Eval::Beta(_) => {
+                let (mu, d) = link.inverse_and_mu_eta(s.eta[i]);
+                (s.eta[i], mu, d)
+            }
+        };
+        if !valid_mu(family, mu) || !eta.is_finite() {
+            acc.invalid += 1;
+            s.w[i] = 0.0;
+            s.z[i] = 0.0;
+            continue;
+        }
+        let var = family.variance(mu);
+        let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
+        acc.dev.add(w * dev_i);
+        let scale = w * scale;
+        if scale.is_finite() {
+            acc.dev_scale.add(scale * scale);
+        }
+        acc.pearson.add(w * (y - mu) * (y - mu) / var);
+        match family {
+            Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
+            Family::Poisson if mu < tiny => acc.boundary += 1,
+            _ => {}
+        }
+        if (y - mu).abs() < 1e-6 {
+            acc.perfect += 1;
+        }
+        match null {
+            NullModel::Mean(m) => acc.null_dev.add(w * family.unit_deviance(y, m)),
+            NullModel::OffsetOnly => acc.null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
+            NullModel::Separate => {}
+        }
+        s.z[i] = match rhs {
+            Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
+            Rhs::Score => (y - mu) / d,
+        };
+        s.w[i] = w * d * d / var;
+        acc.sum_w.add(s.w[i]);
+    }
+}
+
+/// [`irls_rows`] at coefficients β without the null deviance (every pass but the first), in
+/// three loops: η → (μ, dμ/dη) (the link's exponential), the rest of the row's arithmetic, and
+/// the unit deviances (the family's logarithm). Each loop has one kind of work, so calls to
+/// `exp` and `ln` overlap from row to row and the arithmetic keeps its values in registers.
+#[inline(always)]
+fn irls_rows_at_beta(
+    family: Family,
+    link: Link,
+    rhs: Rhs,
+    tiny: f64,
+    v: &ChunkView,
+    s: &mut Scratch,
+    acc: &mut PassStats,
+) {
+    let n = v.n;
+    s.mu.resize(n, 0.0);
+    s.mu_eta.resize(n, 0.0);
+    for ((&eta, mu), d) in s.eta.iter().zip(&mut s.mu).zip(&mut s.mu_eta) {
+        (*mu, *d) = link.inverse_and_mu_eta(eta);
+    }
+    for i in 0..n {
+        let (y, w) = response(v, i);
+        let (eta, mu, d) = (s.eta[i], s.mu[i], s.mu_eta[i]);
+        if w == 0.0 || !valid_mu(family, mu) || !eta.is_finite() {
+            acc.invalid += (w != 0.0) as u64;
+            s.w[i] = 0.0;
+            s.z[i] = 0.0;
+            // No deviance for this row (see the last loop).
+            s.mu[i] = f64::NAN;
+            continue;
+        }
+        let var = family.variance(mu);
+        acc.pearson.add(w * (y - mu) * (y - mu) / var);
+        match family {
+            Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
+            Family::Poisson if mu < tiny => acc.boundary += 1,
+            _ => {}
+        }
+        if (y - mu).abs() < 1e-6 {
+            acc.perfect += 1;
+        }
+        s.z[i] = match rhs {
+            Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
+            Rhs::Score => (y - mu) / d,
+        };
+        s.w[i] = w * d * d / var;
+        acc.sum_w.add(s.w[i]);
+    }
+    for i in 0..n {
+        let mu = s.mu[i];
+        if mu.is_nan() {
+            continue;
+        }
+        let (y, w) = response(v, i);
+        let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
+        acc.dev.add(w * dev_i);
+        let scale = w * scale;
+        if scale.is_finite() {
+            acc.dev_scale.add(scale * scale);
+        }
+    }
+}
+
 /// Coefficient names for a warning: all of them up to [`MAX_NAMES_LISTED`], else that many and
 /// a count of the rest (a factor with 10⁴ levels can have thousands of separated levels).
 fn name_list<S: AsRef<str>>(names: &[S]) -> String {
@@ -754,6 +855,8 @@ fn factor_information(
     )?))
 }
 
+/// Deviance of the intercept-plus-offset null model by a scalar IRLS (R refits `y ~ 1 +
+/// offset` for this).
 pub(crate) fn null_deviance_with_offset(ds: &Dataset, opts: &FitOptions, ybar: f64) -> f64 {
     let (family, link) = (opts.family, opts.link);
     let scalar = |b0: Option<f64>| -> (f64, f64, f64) {

@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod chol;
+pub mod combos;
 pub mod pass;
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
@@ -90,11 +91,12 @@ impl ColumnSubset {
 
 /// `out[i] = xᵢᵀ β` for every row of the chunk (offsets not included). `out.len() == v.n`.
 pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
-    x_beta_blocks(v, layout, beta, true, out);
+    x_beta_blocks(v, layout, beta, true, true, out);
 }
 
-/// `out[i] = xᵢᵀ β` over the intercept, dense and categorical blocks, and (`sparse`) the sparse block.
-fn x_beta_blocks(v: &ChunkView, layout: &Layout, beta: &[f64], sparse: bool, out: &mut [f64]) {
+/// `out[i] = xᵢᵀ β` over the intercept and dense blocks, and the categorical (`cats`) and sparse
+/// (`sparse`) blocks.
+fn x_beta_blocks(v: &ChunkView, layout: &Layout, beta: &[f64], cats: bool, sparse: bool, out: &mut [f64]) {
     debug_assert_eq!(beta.len(), layout.p);
     let b0 = if layout.intercept { beta[0] } else { 0.0 };
     out.fill(b0);
@@ -107,7 +109,7 @@ fn x_beta_blocks(v: &ChunkView, layout: &Layout, beta: &[f64], sparse: bool, out
             }
         }
     }
-    for (k, blk) in layout.cats.iter().enumerate() {
+    for (k, blk) in layout.cats.iter().enumerate().filter(|_| cats) {
         // β of each level (0 for the dropped reference), looked up per row.
         let lv: Vec<f64> = (0..blk.n_levels)
             .map(|c| blk.column(c).map_or(0.0, |j| beta[j]))
@@ -262,6 +264,8 @@ pub struct SandwichScratch {
     b: Vec<f64>,
     brow: Vec<f64>,
     cross: Vec<f64>,
+    /// Per level combo: Σwᵢ, Σwᵢzᵢ and Σwᵢ·xᵢ over the dense-like columns (`d + 2` each).
+    combo_sums: Vec<f64>,
     entries: SubsetEntries,
 }
 
@@ -278,6 +282,12 @@ struct SubsetEntries {
     /// `sparse` is only ever grown (its tail past the last pointer is stale).
     sp_ptr: Vec<u32>,
     sparse: Vec<(u32, f64)>,
+    /// When the rows are grouped by their levels (`cat_ptr` is then empty): the grouping, and
+    /// combo u's categorical locals `combo_cats[combo_ptr[u]..combo_ptr[u + 1]]`.
+    combo_work: combos::LevelCombos,
+    groups: Option<std::sync::Arc<combos::ChunkGroups>>,
+    combo_ptr: Vec<u32>,
+    combo_cats: Vec<u32>,
 }
 
 impl SubsetEntries {
@@ -298,7 +308,13 @@ impl SubsetEntries {
     }
 
     fn is_empty(&self) -> bool {
-        self.cat_ptr.is_empty() && self.sp_ptr.is_empty()
+        self.cat_ptr.is_empty() && self.sp_ptr.is_empty() && self.groups.is_none()
+    }
+
+    /// Combo u's categorical locals (grouped entries only).
+    #[inline]
+    fn combo_cats(&self, u: usize) -> &[u32] {
+        &self.combo_cats[self.combo_ptr[u] as usize..self.combo_ptr[u + 1] as usize]
     }
 }
 
@@ -307,10 +323,25 @@ impl SandwichScratch {
     /// chunk's codes and CSR block; [`sandwich_gathered`] and [`x_beta_gathered`] then use
     /// them). Which sparse entries are in a working set is unpredictable, so they are compacted
     /// without a branch per entry (the branch mispredicted on most rows).
+    ///
+    /// When the subset has no sparse columns and the chunk has several factors with far fewer
+    /// distinct level tuples than rows, the rows are grouped by tuple instead (see
+    /// [`combos`]); [`sandwich_gathered`] then works per tuple. Use
+    /// [`SandwichScratch::gather_per_row`] when the per-row entries themselves are needed.
     pub fn gather(&mut self, v: &ChunkView, layout: &Layout, s: &ColumnSubset) {
+        self.gather_impl(v, layout, s, true)
+    }
+
+    /// [`SandwichScratch::gather`] that always records each row's entries (never groups rows).
+    pub fn gather_per_row(&mut self, v: &ChunkView, layout: &Layout, s: &ColumnSubset) {
+        self.gather_impl(v, layout, s, false)
+    }
+
+    fn gather_impl(&mut self, v: &ChunkView, layout: &Layout, s: &ColumnSubset, may_group: bool) {
         let e = &mut self.entries;
         e.cat_ptr.clear();
         e.sp_ptr.clear();
+        e.groups = None;
         let n = v.n;
         let cat_locals: Vec<Vec<u32>> = layout
             .cats
@@ -321,8 +352,37 @@ impl SandwichScratch {
                     .collect()
             })
             .collect();
+        let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
         if cat_locals.iter().any(|c| c.iter().any(|&x| x != ABSENT)) {
             let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
+            if may_group && !has_sparse && codes.len() >= 2 {
+                let levels: Vec<u32> = layout.cats.iter().map(|b| b.n_levels).collect();
+                let groups = combos::GroupingMemo::get(v.groups, &mut e.combo_work, &codes, &levels, n);
+                // Per row, the sandwich does K(K+1)/2 pair updates and K dense-row updates of
+                // d (plus K score updates); grouped, it adds d + 2 sums per row (plus the
+                // lookup, counted as 4) and does the row's work once per combo. Group when that
+                // is cheaper for this column subset.
+                let k = codes.len();
+                let d = s.dense_like(layout).len();
+                let per_row = (k * (k + 1) / 2 + k * (d + 1)) as f64;
+                if let Some(g) = groups.filter(|g| (n * (d + 6)) as f64 + g.len() as f64 * per_row < n as f64 * per_row)
+                {
+                    e.combo_ptr.clear();
+                    e.combo_cats.clear();
+                    e.combo_ptr.push(0);
+                    for &i in &g.first_row {
+                        for (cl, c) in cat_locals.iter().zip(&codes) {
+                            let l = cl[c[i as usize] as usize];
+                            if l != ABSENT {
+                                e.combo_cats.push(l);
+                            }
+                        }
+                        e.combo_ptr.push(e.combo_cats.len() as u32);
+                    }
+                    e.groups = Some(g);
+                    return;
+                }
+            }
             // Compacted without a branch per entry, like the sparse entries below: whether a
             // row sits at a dropped reference level is as unpredictable as working-set membership.
             if e.cats.len() < n * codes.len() {
@@ -339,7 +399,6 @@ impl SandwichScratch {
                 e.cat_ptr[i + 1] = k as u32;
             }
         }
-        let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
         if has_sparse {
             if e.sparse.len() < v.nnz() {
                 e.sparse.resize(v.nnz(), (0, 0.0));
@@ -437,6 +496,34 @@ pub fn sandwich_gathered(
     if e.is_empty() {
         return;
     }
+    let cross = &mut scratch.cross;
+    cross.clear();
+    cross.resize(m * d, 0.0);
+    if let Some(g) = e.groups.as_deref() {
+        // Sum wᵢ, wᵢzᵢ and wᵢ·xᵢ (dense-like) per combo, then add each combo like a row.
+        let t = d + 2;
+        let sums = &mut scratch.combo_sums;
+        sums.clear();
+        sums.resize(g.len() * t, 0.0);
+        let wb = &scratch.b[..n * d];
+        for i in 0..n {
+            let r = &mut sums[g.of_row[i] as usize * t..][..t];
+            r[0] += w[i];
+            if let Some((z, _)) = score.as_ref() {
+                r[1] += w[i] * z[i];
+            }
+            for (c, x) in r[2..].iter_mut().enumerate() {
+                *x += wb[c * n + i];
+            }
+        }
+        for u in 0..g.len() {
+            let r = &sums[u * t..(u + 1) * t];
+            let sc = score.as_mut().map(|(_, sc)| &mut **sc);
+            add_cat_row(acc, m, cross, d, e.combo_cats(u), r[0], &r[2..], sc, r[1]);
+        }
+        fold_cross(acc, m, cross, d);
+        return;
+    }
     // Row i's dense-like values times w_i, row-major (`brow[i*d..(i+1)*d]`), so that the row
     // loop reads one contiguous d-vector instead of d strided values (transposed in blocks of
     // rows that stay in L1).
@@ -456,9 +543,6 @@ pub fn sandwich_gathered(
     // to `scratch.cross` (local row × dense-like column, row-major) so that each row adds one
     // contiguous d-vector per nonzero instead of d strided scalars; it is folded into `acc`
     // once per chunk.
-    let cross = &mut scratch.cross;
-    cross.clear();
-    cross.resize(m * d, 0.0);
     for i in 0..n {
         let wi = w[i];
         if wi == 0.0 {
@@ -467,23 +551,19 @@ pub fn sandwich_gathered(
         let wz = score.as_ref().map_or(0.0, |(z, _)| wi * z[i]);
         let wx = &brow[i * d..(i + 1) * d];
         let cats = e.cats(i);
-        // cat rows: with dense-like columns and with each other (locals increase with k).
-        for (a, &ca) in cats.iter().enumerate() {
-            let ca = ca as usize;
-            for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(wx) {
-                *t += x;
-            }
-            let row = &mut acc[ca..];
-            for &cb in &cats[..a] {
-                row[cb as usize * m] += wi;
-            }
-            row[ca * m] += wi;
-        }
+        add_cat_row(
+            acc,
+            m,
+            cross,
+            d,
+            cats,
+            wi,
+            wx,
+            score.as_mut().map(|(_, sc)| &mut **sc),
+            wz,
+        );
         let sparse = e.sparse(i);
         if let Some((_, sc)) = score.as_mut() {
-            for &ca in cats {
-                sc[ca as usize] += wz;
-            }
             for &(sa, xa) in sparse {
                 sc[sa as usize] += wz * xa;
             }
@@ -504,7 +584,47 @@ pub fn sandwich_gathered(
             acc[sa * m + sa] += wxa * xa;
         }
     }
-    // Fold the cross products in: rows d..m (the dense-like locals are 0..d).
+    fold_cross(acc, m, cross, d);
+}
+
+/// One row's (or one level combo's) categorical part of the sandwich: with weight `wi`, weighted
+/// dense-like values `wx` (length d) and categorical locals `cats` (increasing), add the
+/// cat × cat products to `acc` (m×m, lower), the cat × dense-like ones to `cross` (local row
+/// × dense-like column, row-major), and `wz` to the score of each level.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn add_cat_row(
+    acc: &mut [f64],
+    m: usize,
+    cross: &mut [f64],
+    d: usize,
+    cats: &[u32],
+    wi: f64,
+    wx: &[f64],
+    score: Option<&mut [f64]>,
+    wz: f64,
+) {
+    for (a, &ca) in cats.iter().enumerate() {
+        let ca = ca as usize;
+        for (t, &x) in cross[ca * d..ca * d + d].iter_mut().zip(wx) {
+            *t += x;
+        }
+        let row = &mut acc[ca..];
+        for &cb in &cats[..a] {
+            row[cb as usize * m] += wi;
+        }
+        row[ca * m] += wi;
+    }
+    if let Some(sc) = score {
+        for &ca in cats {
+            sc[ca as usize] += wz;
+        }
+    }
+}
+
+/// Fold the cross products (row-major, local row × dense-like column) into `acc`: rows d..m
+/// (the dense-like locals are 0..d).
+fn fold_cross(acc: &mut [f64], m: usize, cross: &[f64], d: usize) {
     for r in d..m {
         let src = &cross[r * d..r * d + d];
         for (col, &x) in src.iter().enumerate() {
@@ -513,8 +633,8 @@ pub fn sandwich_gathered(
     }
 }
 
-/// [`x_beta`] using the sparse entries a [`SandwichScratch::gather`] of the same chunk and
-/// subset `s` found: the sparse block's part of `xᵢᵀβ` is read from the row's entries in the
+/// [`x_beta`] using the level combos and sparse entries a [`SandwichScratch::gather`] of the
+/// same chunk and subset `s` found: the categorical part of `xᵢᵀβ` is summed once per combo, and the sparse block's part of `xᵢᵀβ` is read from the row's entries in the
 /// subset (β by local position, a table that stays in L1) instead of gathering β over every
 /// entry of the row. Exact when every non-zero sparse coefficient is in `s` — a penalised
 /// path's working set always holds its support; the caller checks it.
@@ -526,8 +646,26 @@ pub fn x_beta_gathered(
     scratch: &SandwichScratch,
     out: &mut [f64],
 ) {
-    x_beta_blocks(v, layout, beta, false, out);
     let e = &scratch.entries;
+    x_beta_blocks(v, layout, beta, e.groups.is_none(), false, out);
+    if let Some(g) = e.groups.as_deref() {
+        // The categorical part of η per level combo (from its codes: every level counts, in
+        // the subset or not), then one lookup per row.
+        let eta_cat: Vec<f64> = g
+            .first_row
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                let lv = |(k, blk): (usize, &crate::design::spec::CatBlock)| {
+                    blk.column(v.cat_col(k)[i]).map_or(0.0, |j| beta[j])
+                };
+                layout.cats.iter().enumerate().map(lv).sum::<f64>()
+            })
+            .collect();
+        for (o, &u) in out.iter_mut().zip(&g.of_row) {
+            *o += eta_cat[u as usize];
+        }
+    }
     if e.sp_ptr.is_empty() {
         return;
     }

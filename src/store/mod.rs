@@ -242,6 +242,8 @@ struct MappedChunk {
     map: Mmap,
     header: Header,
     offsets: Offsets,
+    /// The chunk's rows grouped by level tuple, once a pass has needed it.
+    groups: crate::linalg::combos::GroupingMemo,
 }
 
 impl MappedChunk {
@@ -266,6 +268,7 @@ impl MappedChunk {
             indptr: u32s(o.indptr, if h.has_sparse { n + 1 } else { 0 }),
             indices: u32s(o.indices, h.nnz),
             values: f64s(o.values, h.nnz),
+            groups: Some(&self.groups),
         }
     }
 }
@@ -408,7 +411,12 @@ impl ChunkCache {
                     return Err(format!("{}: checksum mismatch (file damaged or modified)", e.file));
                 }
                 let offsets = header.offsets();
-                Ok(MappedChunk { map, header, offsets })
+                Ok(MappedChunk {
+                    map,
+                    header,
+                    offsets,
+                    groups: Default::default(),
+                })
             })
             .collect();
         let chunks = chunks
@@ -852,6 +860,7 @@ mod tests {
             offsets: header.offsets(),
             header,
             map,
+            groups: Default::default(),
         };
         let v = m.view();
         let w = chunk.view();

@@ -117,6 +117,15 @@ impl Family {
     #[inline]
     pub fn unit_deviance_and_scale(self, y: f64, mu: f64) -> (f64, f64) {
         match self {
+            // A 0/1 label (the common case) needs one logarithm: d = 2 ln(1/μ) (y = 1) or
+            // 2 ln(1/(1 − μ)) (y = 0), the same operations as the general formula (and R's and
+            // statsmodels'), so the same bits; the argument is chosen without a branch (labels
+            // are unpredictable from row to row).
+            Family::Binomial if y == 0.0 || y == 1.0 => {
+                let one = ((y == 1.0) as u64).wrapping_neg();
+                let t = (1.0 / f64::from_bits((mu.to_bits() & one) | ((1.0 - mu).to_bits() & !one))).ln();
+                (2.0 * t, 2.0 * (1.0 + t.abs()))
+            }
             Family::Binomial => {
                 let (t1, t2) = (ylogy(y, mu), ylogy(1.0 - y, 1.0 - mu));
                 (2.0 * (t1 + t2), 2.0 * (1.0 + t1.abs() + t2.abs()))
@@ -658,5 +667,6 @@ mod tests {
             Family::Binomial.unit_deviance(0.0, 0.25),
             2.0 * (0.75f64 / 0.75).ln() + 2.0 * (1.0f64 / 0.75).ln()
         );
+        assert_eq!(Family::Binomial.unit_deviance(1.0, 0.25), 2.0 * (1.0f64 / 0.25).ln());
     }
 }

@@ -305,7 +305,7 @@ impl Fit {
 
 /// The response of row i as the family sees it: (y, prior weight). `cbind(s, f)` becomes the
 /// proportion s/(s+f) with weight w·(s+f).
-#[inline]
+#[inline(always)]
 pub fn response(v: &ChunkView, i: usize) -> (f64, f64) {
     match v.failures {
         Some(f) => {
@@ -430,7 +430,7 @@ pub(crate) struct PassStats {
     pub dev: Sum,
     /// Σ (aᵢ·[`Family::unit_deviance_and_scale`])²: the sizes of the numbers the deviance's terms are
     /// computed from, which set its rounding noise ([`PassStats::dev_noise`]).
-    pub dev_scale: Sum,
+    pub dev_scale: f64,
     /// Σ aᵢ (yᵢ − μᵢ)²/V(μᵢ).
     pub pearson: Sum,
     /// Null-model deviance (first pass only).
@@ -441,8 +441,6 @@ pub(crate) struct PassStats {
     pub boundary: u64,
     /// Rows fitted exactly.
     pub perfect: u64,
-    /// Σ IRLS weights.
-    pub sum_w: Sum,
 }
 
 impl PassStats {
@@ -453,7 +451,7 @@ impl PassStats {
     /// progress. (It is an estimate: a single change below it can still be Newton's last real
     /// step, as in the star98 cloglog fit.)
     pub fn dev_noise(&self) -> f64 {
-        2.0 * f64::EPSILON * self.dev_scale.value().sqrt()
+        2.0 * f64::EPSILON * self.dev_scale.sqrt()
     }
 
     fn zeros(p: usize, m: usize, split: Option<&BlockSplit>) -> Self {
@@ -463,13 +461,12 @@ impl PassStats {
             xtwz: vec![0.0; p],
             score_cols: ScoreCols::All,
             dev: Sum::default(),
-            dev_scale: Sum::default(),
+            dev_scale: 0.0,
             pearson: Sum::default(),
             null_dev: Sum::default(),
             invalid: 0,
             boundary: 0,
             perfect: 0,
-            sum_w: Sum::default(),
         }
     }
     fn merge(mut self, o: PassStats) -> Self {
@@ -483,13 +480,12 @@ impl PassStats {
             a.merge(b);
         }
         self.dev.merge(o.dev);
-        self.dev_scale.merge(o.dev_scale);
+        self.dev_scale += o.dev_scale;
         self.pearson.merge(o.pearson);
         self.null_dev.merge(o.null_dev);
         self.invalid += o.invalid;
         self.boundary += o.boundary;
         self.perfect += o.perfect;
-        self.sum_w.merge(o.sum_w);
         self
     }
 }
@@ -721,7 +717,7 @@ fn irls_rows(family: Family, link: Link, a: RowArgs<'_>, v: &ChunkView, s: &mut 
         acc.dev.add(w * dev_i);
         let scale = w * scale;
         if scale.is_finite() {
-            acc.dev_scale.add(scale * scale);
+            acc.dev_scale += scale * scale;
         }
         acc.pearson.add(w * (y - mu) * (y - mu) / var);
         match family {
@@ -742,7 +738,6 @@ fn irls_rows(family: Family, link: Link, a: RowArgs<'_>, v: &ChunkView, s: &mut 
             Rhs::Score => (y - mu) / d,
         };
         s.w[i] = w * d * d / var;
-        acc.sum_w.add(s.w[i]);
     }
 }
 
@@ -766,11 +761,14 @@ fn irls_rows_at_beta(
     for ((&eta, mu), d) in s.eta.iter().zip(&mut s.mu).zip(&mut s.mu_eta) {
         (*mu, *d) = link.inverse_and_mu_eta(eta);
     }
+    // Sums in locals (not through `acc`), so that they stay in registers.
+    let mut pearson = acc.pearson;
+    let (mut boundary, mut perfect, mut invalid) = (0u64, 0u64, 0u64);
     for i in 0..n {
         let (y, w) = response(v, i);
         let (eta, mu, d) = (s.eta[i], s.mu[i], s.mu_eta[i]);
         if w == 0.0 || !valid_mu(family, mu) || !eta.is_finite() {
-            acc.invalid += (w != 0.0) as u64;
+            invalid += (w != 0.0) as u64;
             s.w[i] = 0.0;
             s.z[i] = 0.0;
             // No deviance for this row (see the last loop).
@@ -778,35 +776,45 @@ fn irls_rows_at_beta(
             continue;
         }
         let var = family.variance(mu);
-        acc.pearson.add(w * (y - mu) * (y - mu) / var);
+        pearson.add(w * (y - mu) * (y - mu) / var);
         match family {
-            Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
-            Family::Poisson if mu < tiny => acc.boundary += 1,
+            Family::Binomial if mu < tiny || mu > 1.0 - tiny => boundary += 1,
+            Family::Poisson if mu < tiny => boundary += 1,
             _ => {}
         }
         if (y - mu).abs() < 1e-6 {
-            acc.perfect += 1;
+            perfect += 1;
         }
         s.z[i] = match rhs {
             Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
             Rhs::Score => (y - mu) / d,
         };
         s.w[i] = w * d * d / var;
-        acc.sum_w.add(s.w[i]);
     }
+    acc.pearson = pearson;
+    acc.boundary += boundary;
+    acc.perfect += perfect;
+    acc.invalid += invalid;
+    // Unit deviances (weighted) and their scales into the spent μ′ and μ arrays, then summed.
     for i in 0..n {
         let mu = s.mu[i];
         if mu.is_nan() {
+            s.mu_eta[i] = 0.0;
+            s.mu[i] = 0.0;
             continue;
         }
         let (y, w) = response(v, i);
         let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
-        acc.dev.add(w * dev_i);
+        s.mu_eta[i] = w * dev_i;
         let scale = w * scale;
-        if scale.is_finite() {
-            acc.dev_scale.add(scale * scale);
-        }
+        s.mu[i] = if scale.is_finite() { scale * scale } else { 0.0 };
     }
+    let mut dev = acc.dev;
+    for &d in &s.mu_eta {
+        dev.add(d);
+    }
+    acc.dev = dev;
+    acc.dev_scale += s.mu.iter().sum::<f64>();
 }
 
 /// Coefficient names for a warning: all of them up to [`MAX_NAMES_LISTED`], else that many and

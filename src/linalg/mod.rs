@@ -216,12 +216,11 @@ impl Sum {
     /// Add one term.
     #[inline]
     pub fn add(&mut self, x: f64) {
+        // Knuth's TwoSum: the exact rounding error of `sum + x` without a branch on which
+        // operand is larger (the same error Neumaier's ordered form computes).
         let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.c += (self.sum - t) + x;
-        } else {
-            self.c += (x - t) + self.sum;
-        }
+        let z = t - self.sum;
+        self.c += (self.sum - (t - z)) + (x - z);
         self.sum = t;
     }
     /// Add another partial sum.
@@ -456,35 +455,70 @@ pub fn sandwich_gathered(
     }
     let dl = s.dense_like(layout);
     let d = dl.len();
-    // Dense × dense: A = X_D, B = diag(w) X_D, acc[0..d, 0..d] += Aᵀ B (lower).
+    // Dense × dense: B = diag(w) X_D (kept in `scratch.b`, column-major, the intercept's column
+    // being w), acc[0..d, 0..d] += X_Dᵀ B (lower).
     if d > 0 {
-        scratch.a.resize(n * d, 0.0);
         scratch.b.resize(n * d, 0.0);
         for (col, &(_, src)) in dl.iter().enumerate() {
-            let a = &mut scratch.a[col * n..(col + 1) * n];
-            match src {
-                None => a.fill(1.0),
-                Some(j) => a.copy_from_slice(v.dense_col(j)),
-            }
             let b = &mut scratch.b[col * n..(col + 1) * n];
-            for ((b, &a), &wi) in b.iter_mut().zip(a.iter()).zip(w) {
-                *b = a * wi;
+            match src {
+                None => b.copy_from_slice(&w[..n]),
+                Some(j) => {
+                    for ((b, &x), &wi) in b.iter_mut().zip(v.dense_col(j)).zip(w) {
+                        *b = x * wi;
+                    }
+                }
             }
         }
-        let am = MatRef::from_column_major_slice(&scratch.a[..n * d], n, d);
-        let bm = MatRef::from_column_major_slice(&scratch.b[..n * d], n, d);
         let accm = MatMut::from_column_major_slice_mut(acc, m, m);
-        matmul(
-            accm.submatrix_mut(0, 0, d, d),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            am.transpose(),
-            BlockStructure::Rectangular,
-            bm,
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
+        let i0 = usize::from(dl[0].1.is_none());
+        let nd = d - i0;
+        if nd == layout.n_dense {
+            // Every dense column is in the subset: X_D is the chunk's dense block itself, and
+            // the intercept's row holds Σw and B's column sums.
+            if nd > 0 {
+                let xm = MatRef::from_column_major_slice(&v.dense[..n * nd], n, nd);
+                let bm = MatRef::from_column_major_slice(&scratch.b[i0 * n..d * n], n, nd);
+                matmul(
+                    accm.submatrix_mut(i0, i0, nd, nd),
+                    BlockStructure::TriangularLower,
+                    Accum::Add,
+                    xm.transpose(),
+                    BlockStructure::Rectangular,
+                    bm,
+                    BlockStructure::Rectangular,
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            if i0 == 1 {
+                for (col, a) in acc[..d].iter_mut().enumerate() {
+                    *a += scratch.b[col * n..(col + 1) * n].iter().sum::<f64>();
+                }
+            }
+        } else {
+            scratch.a.resize(n * d, 0.0);
+            for (col, &(_, src)) in dl.iter().enumerate() {
+                let a = &mut scratch.a[col * n..(col + 1) * n];
+                match src {
+                    None => a.fill(1.0),
+                    Some(j) => a.copy_from_slice(v.dense_col(j)),
+                }
+            }
+            let am = MatRef::from_column_major_slice(&scratch.a[..n * d], n, d);
+            let bm = MatRef::from_column_major_slice(&scratch.b[..n * d], n, d);
+            matmul(
+                accm.submatrix_mut(0, 0, d, d),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                am.transpose(),
+                BlockStructure::Rectangular,
+                bm,
+                BlockStructure::Rectangular,
+                1.0,
+                Par::Seq,
+            );
+        }
         clear_upper_simd_state();
         if let Some((z, sc)) = score.as_mut() {
             for (col, &(l, _)) in dl.iter().enumerate() {

@@ -205,7 +205,8 @@ proptest! {
 /// Many rows over few level combinations: the sandwich groups rows by combination
 /// ([`SandwichScratch::gather`]); it must equal the row-by-row sandwich
 /// ([`SandwichScratch::gather_per_row`]) and the naive dense XᵀWX, score included, for the full
-/// column set and for a subset that drops some levels.
+/// column set and for a subset that drops some levels. So must the row quadratic forms, which
+/// are grouped the same way.
 #[test]
 fn grouped_sandwich_matches_row_by_row() {
     let n = 2000;
@@ -271,6 +272,26 @@ fn grouped_sandwich_matches_row_by_row() {
             symmetrize_lower(&mut acc, m);
             (acc, score)
         };
+        // Row quadratic forms xᵢᵀMxᵢ with a symmetric indefinite M (grouped by combo here).
+        let mut mm = vec![0.0; m * m];
+        for a in 0..m {
+            for b in 0..=a {
+                let val = ((a * 7 + b * 3) % 11) as f64 / 5.0 - 1.0;
+                mm[b * m + a] = val;
+                mm[a * m + b] = val;
+            }
+        }
+        let mut q = vec![0.0; n];
+        row_quad_forms(&v, &c.layout, &s, &mm, &mut q);
+        for (i, r) in x.iter().enumerate() {
+            let mut want = 0.0;
+            for (a, &ja) in cols.iter().enumerate() {
+                for (b, &jb) in cols.iter().enumerate() {
+                    want += r[ja] * mm[b * m + a] * r[jb];
+                }
+            }
+            assert!(close(q[i], want), "row {i}: {} vs {want}", q[i]);
+        }
         let (ga, gs) = run(true);
         let (ra, rs) = run(false);
         for (a, &ja) in cols.iter().enumerate() {

@@ -748,6 +748,9 @@ pub fn symmetrize_lower(acc: &mut [f64], m: usize) {
 pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: &[f64], out: &mut [f64]) {
     let m = s.len();
     debug_assert_eq!(m_full.len(), m * m);
+    if row_quad_forms_grouped(v, layout, s, m_full, out) {
+        return;
+    }
     let rows = RowEntries::new(v, layout, s);
     let mut e: Vec<(usize, f64)> = Vec::new();
     for (i, o) in out.iter_mut().enumerate().take(v.n) {
@@ -763,6 +766,93 @@ pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: 
         }
         *o = q;
     }
+}
+
+/// [`row_quad_forms`] through the rows' level combos ([`combos`]), when the subset has no
+/// sparse columns and grouping pays: with xᵢ = (dᵢ, cᵢ) split into its dense-like part and its
+/// level indicators, xᵢᵀMxᵢ = dᵢᵀM_DD dᵢ + 2dᵢᵀ(M_DC cᵢ) + cᵢᵀM_CC cᵢ, and the last two
+/// factors depend on the row's levels only, so they are computed once per combo. Returns false
+/// (leaving `out` alone) when it does not apply.
+fn row_quad_forms_grouped(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: &[f64], out: &mut [f64]) -> bool {
+    let (m, n, k) = (s.len(), v.n, layout.cats.len());
+    let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
+    if has_sparse || k < 2 || n == 0 {
+        return false;
+    }
+    let dl = s.dense_like(layout);
+    let d = dl.len();
+    let codes: Vec<&[u32]> = (0..k).map(|c| v.cat_col(c)).collect();
+    let levels: Vec<u32> = layout.cats.iter().map(|b| b.n_levels).collect();
+    let mut work = combos::LevelCombos::default();
+    let Some(g) = combos::GroupingMemo::get(v.groups, &mut work, &codes, &levels, n) else {
+        return false;
+    };
+    // Per row: (d + K)²/2 products row by row, against d(d + 1)/2 + d + 1 grouped plus, per
+    // combo, K·d + K(K + 1)/2.
+    let per_row = ((d + k) * (d + k)) as f64 / 2.0;
+    let grouped = (d * (d + 1) / 2 + d + 1) as f64 + g.len() as f64 / n as f64 * (k * d + k * (k + 1) / 2) as f64;
+    if grouped >= per_row {
+        return false;
+    }
+    let cat_locals: Vec<Vec<Option<usize>>> = layout
+        .cats
+        .iter()
+        .map(|blk| {
+            (0..blk.n_levels)
+                .map(|c| blk.column(c).and_then(|j| s.local(j)))
+                .collect()
+        })
+        .collect();
+    // Per combo: M_DC c (d values) and cᵀ M_CC c, side by side (d + 1 each).
+    let t = d + 1;
+    let mut per_combo = vec![0.0; g.len() * t];
+    let mut cats: Vec<usize> = Vec::with_capacity(k);
+    for (u, &r) in g.first_row.iter().enumerate() {
+        cats.clear();
+        cats.extend(
+            cat_locals
+                .iter()
+                .zip(&codes)
+                .filter_map(|(cl, c)| cl[c[r as usize] as usize]),
+        );
+        let slot = &mut per_combo[u * t..(u + 1) * t];
+        let mut q = 0.0;
+        for (a, &ca) in cats.iter().enumerate() {
+            let col = &m_full[ca * m..(ca + 1) * m];
+            for (o, &(l, _)) in slot[..d].iter_mut().zip(&dl) {
+                *o += col[l];
+            }
+            let mut tq = 0.0;
+            for &cb in &cats[..a] {
+                tq += col[cb];
+            }
+            q += 2.0 * tq + col[ca];
+        }
+        slot[d] = q;
+    }
+    // M_DD, dense (d × d).
+    let mdd: Vec<f64> = dl
+        .iter()
+        .flat_map(|&(lb, _)| dl.iter().map(move |&(la, _)| m_full[lb * m + la]))
+        .collect();
+    let cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
+    let mut x = vec![0.0; d];
+    for (i, o) in out.iter_mut().enumerate().take(n) {
+        for (xa, c) in x.iter_mut().zip(&cols) {
+            *xa = c.map_or(1.0, |c| c[i]);
+        }
+        let slot = &per_combo[g.of_row[i] as usize * t..][..t];
+        let mut q = slot[d];
+        for (a, &xa) in x.iter().enumerate() {
+            let mut r = 2.0 * slot[a];
+            for (&mab, &xb) in mdd[a * d..(a + 1) * d].iter().zip(&x) {
+                r += mab * xb;
+            }
+            q += xa * r;
+        }
+        *o = q;
+    }
+    true
 }
 
 /// The nonzeros of a chunk's rows restricted to a column subset, as `(local column, value)`

@@ -1215,7 +1215,7 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
         top_k: a.diag.top_k,
     };
     let leverage = a.diag.leverage(fit, "auto")?;
-    let diag = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
+    let (diag, diag_out_s) = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
     let diag_s = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let mut infl = serde_json::json!({});
@@ -1242,7 +1242,11 @@ fn run_all(a: &RunArgs) -> Result<(), Error> {
     let infl_s = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     f.write_blocks(
-        &[("diagnostics", diag_s), ("influence", infl_s)],
+        &[
+            ("diagnostics", diag_s),
+            ("diagnostics_output", diag_out_s),
+            ("influence", infl_s),
+        ],
         vec![("diagnostics", diag.clone()), ("influence", infl)],
     )?;
     let html = fulcrum::report::html::write_report(out)?;
@@ -1299,9 +1303,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                 top_k: a.top_k,
             };
             let leverage = a.leverage(fit, "exact")?;
-            let block = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
+            let (block, out_s) = fulcrum::report::diagnostics::write_diagnostics(ds, fit, &dopts, &leverage, out)?;
             let diag_s = t.elapsed().as_secs_f64();
-            f.write(&[("diagnostics", diag_s)], Some(block.clone()))?;
+            f.write(
+                &[("diagnostics", diag_s), ("diagnostics_output", out_s)],
+                Some(block.clone()),
+            )?;
             if !a.fit.model.quiet {
                 print!("{}", fulcrum::report::fit_text(ds, fit));
                 print!("{}", fulcrum::report::diagnostics_text(&block));

@@ -192,9 +192,10 @@ pub struct Dfbetas {
     pub values: Vec<Vec<f64>>,
 }
 
-/// A top-K candidate (ordered by Cook's distance, then row id) and its row's DFBETA scale.
+/// A top-K candidate (ordered by Cook's distance, then row id), its row's DFBETA scale, and
+/// where the row is (chunk, position in the chunk).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct ByCooks(TopRow, f64);
+struct ByCooks(TopRow, f64, (usize, usize));
 impl Eq for ByCooks {}
 impl PartialOrd for ByCooks {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -389,51 +390,75 @@ pub fn diagnose(
         resid_studentized: 3.0,
         cooks_d: 4.0 / n,
     };
+    // Expected information (or a canonical link, where observed = expected): wᵢ = aᵢ μ′ᵢ²/V(μᵢ).
+    let expected_weight = !opts.observed || link == family.canonical_link();
+    let inv_phi_rank = 1.0 / (phi * rank);
     let per_chunk = |v: ChunkView<'_>| -> RowDiagnostics {
         crate::linalg::clear_upper_simd_state();
+        let n = v.n;
         let mut eta = Vec::new();
         eta_mu(&v, fit, ds, &mut eta);
-        let mut q = vec![0.0; v.n];
+        let mut q = vec![0.0; n];
         inv.row_quad_forms(&v, layout, &kept, &mut q);
-        let mut d = RowDiagnostics::with_capacity(v.n);
-        for i in 0..v.n {
+        let col = || vec![0.0; n];
+        let mut d = RowDiagnostics {
+            row: v.row_id.to_vec(),
+            eta: Vec::new(),
+            mu: col(),
+            hat: col(),
+            resid_response: col(),
+            resid_pearson: col(),
+            resid_deviance: col(),
+            resid_studentized: col(),
+            cooks_d: col(),
+            cbar: col(),
+            dffits: col(),
+            dfbeta_scale: col(),
+        };
+        // μ and dμ/dη from one exponential per row (stored in `cbar` until it is computed).
+        for ((&e, mu), dmu) in eta.iter().zip(&mut d.mu).zip(&mut d.cbar) {
+            (*mu, *dmu) = link.inverse_and_mu_eta(e);
+        }
+        for i in 0..n {
             let (y, a) = response(&v, i);
-            let e = eta[i];
-            let mu = link.inverse(e);
+            let (e, mu) = (eta[i], d.mu[i]);
             let var = family.variance(mu);
             let w = if a == 0.0 {
                 0.0
+            } else if expected_weight {
+                a * d.cbar[i] * d.cbar[i] / var
             } else {
                 hat_weight(fit, opts.observed, y, a, e, mu)
             };
             let h = w * q[i];
-            let rp = (y - mu) * a.sqrt() / var.sqrt();
-            let dev = a * family.unit_deviance(y, mu);
-            let rd = (y - mu).signum() * dev.max(0.0).sqrt();
-            let (rs, cd, cb, df) = if h >= HAT_ONE {
-                (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+            let rp = (y - mu) * (a / var).sqrt();
+            d.hat[i] = h;
+            d.resid_response[i] = y - mu;
+            d.resid_pearson[i] = rp;
+            if h >= HAT_ONE {
+                d.resid_studentized[i] = f64::NAN;
+                d.cooks_d[i] = f64::NAN;
+                d.cbar[i] = f64::NAN;
+                d.dffits[i] = f64::NAN;
             } else {
+                let r = 1.0 / (1.0 - h);
                 let rs = rp / (phi * (1.0 - h)).sqrt();
-                (
-                    rs,
-                    rp * rp * h / (phi * rank * (1.0 - h) * (1.0 - h)),
-                    rp * rp * h / (1.0 - h),
-                    rs * (h / (1.0 - h)).sqrt(),
-                )
-            };
-            d.row.push(v.row_id[i]);
-            d.eta.push(e);
-            d.mu.push(mu);
-            d.hat.push(h);
-            d.resid_response.push(y - mu);
-            d.resid_pearson.push(rp);
-            d.resid_deviance.push(rd);
-            d.resid_studentized.push(rs);
-            d.cooks_d.push(cd);
-            d.cbar.push(cb);
-            d.dffits.push(df);
-            d.dfbeta_scale.push(w.max(0.0).sqrt() * rp / (1.0 - h));
+                let rph = rp * rp * h * r;
+                d.resid_studentized[i] = rs;
+                d.cooks_d[i] = rph * r * inv_phi_rank;
+                d.cbar[i] = rph;
+                d.dffits[i] = rs * (h * r).sqrt();
+            }
+            d.dfbeta_scale[i] = w.max(0.0).sqrt() * rp / (1.0 - h);
         }
+        // Deviance residuals in a loop of their own (one logarithm per row).
+        for i in 0..n {
+            let (y, a) = response(&v, i);
+            let mu = d.mu[i];
+            let dev = a * family.unit_deviance(y, mu);
+            d.resid_deviance[i] = (y - mu).signum() * dev.max(0.0).sqrt();
+        }
+        d.eta = eta;
         d
     };
 
@@ -454,7 +479,7 @@ pub fn diagnose(
                 d
             })
             .collect();
-        for d in outs {
+        for (c, d) in (start..end).zip(outs) {
             for i in 0..d.row.len() {
                 sum_hat.add(d.hat[i]);
                 n_hi += (d.hat[i] > cut.hat) as u64;
@@ -471,7 +496,7 @@ pub fn diagnose(
                     // Once k rows are kept, a row enters only if it beats the smallest of them
                     // (the heap's top): the same top-k as push-then-pop, without touching the
                     // heap for almost every row.
-                    let c = ByCooks(t, d.dfbeta_scale[i]);
+                    let c = ByCooks(t, d.dfbeta_scale[i], (c, i));
                     if heap.len() < k {
                         heap.push(c);
                     } else if heap.peek().is_some_and(|top| c < *top) {
@@ -489,36 +514,45 @@ pub fn diagnose(
     let top_rows: Vec<u64> = top.iter().map(|b| b.0.row).collect();
 
     // DFBETAS for the top rows: d_params = F⁻¹ xᵢ √wᵢ r_P,ᵢ/(1 − hᵢ), divided by the SEs.
-    let wanted: std::collections::HashMap<u64, usize> = top_rows
-        .iter()
-        .take(opts.top_k)
-        .enumerate()
-        .map(|(r, &id)| (id, r))
-        .collect();
-    let mut values = vec![vec![0.0; m]; wanted.len()];
+    let mut values = vec![vec![0.0; m]; top_rows.len().min(opts.top_k)];
     let bse: Vec<f64> = inv
         .diag(m)
         .iter()
         .map(|&v| if v > 0.0 { (v * phi).sqrt() } else { f64::NAN })
         .collect();
-    // Second pass: only the wanted rows' x_i are read; their scales came from the first pass.
-    let found: Vec<Vec<(usize, Vec<f64>)>> = ds.cache.par_map(|_, v| {
-        if !v.row_id.iter().any(|r| wanted.contains_key(r)) {
-            return Vec::new();
-        }
-        let x = crate::linalg::materialize_rows(&v, layout, &fit.kept, |i| wanted.contains_key(&v.row_id[i]));
-        x.into_iter()
-            .map(|(i, xi)| {
-                let r = wanted[&v.row_id[i]];
-                let scale = top[r].1;
-                let mut dp = inv.apply(&xi);
-                for (d, &s) in dp.iter_mut().zip(&bse) {
-                    *d = *d * scale / s;
-                }
-                (r, dp)
-            })
-            .collect()
-    });
+    // Second pass over the chunks holding the wanted rows (their positions and scales came
+    // from the first pass): only those rows' x_i are read.
+    let mut by_chunk: std::collections::BTreeMap<usize, Vec<(usize, usize)>> = Default::default();
+    for (r, b) in top.iter().take(opts.top_k).enumerate() {
+        by_chunk.entry(b.2 .0).or_default().push((b.2 .1, r));
+    }
+    let by_chunk: Vec<(usize, Vec<(usize, usize)>)> = by_chunk.into_iter().collect();
+    let found: Vec<Vec<(usize, Vec<f64>)>> = by_chunk
+        .par_iter()
+        .map(|(c, rows)| {
+            let v = ds.cache.view(*c);
+            // Rank + 1 of the row at each position (0: not wanted).
+            let mut rank_at = vec![0usize; v.n];
+            for &(at, r) in rows {
+                rank_at[at] = r + 1;
+            }
+            let x = crate::linalg::materialize_rows(&v, layout, &fit.kept, |i| rank_at[i] > 0);
+            let out = x
+                .into_iter()
+                .map(|(i, xi)| {
+                    let r = rank_at[i] - 1;
+                    let scale = top[r].1;
+                    let mut dp = inv.apply(&xi);
+                    for (d, &s) in dp.iter_mut().zip(&bse) {
+                        *d = *d * scale / s;
+                    }
+                    (r, dp)
+                })
+                .collect();
+            ds.cache.release(*c);
+            out
+        })
+        .collect();
     for (r, dp) in found.into_iter().flatten() {
         values[r] = dp;
     }

@@ -84,6 +84,13 @@ impl GroupingMemo {
     }
 }
 
+impl GroupingMemo {
+    /// The grouping, if a pass has already computed and kept it (never computes it).
+    pub(crate) fn peek(memo: Option<&GroupingMemo>) -> Option<Arc<ChunkGroups>> {
+        memo.and_then(|m| m.slot.get()).and_then(|g| g.clone())
+    }
+}
+
 impl Drop for GroupingMemo {
     fn drop(&mut self) {
         if let Some(Some(g)) = self.slot.get() {

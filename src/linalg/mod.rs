@@ -91,7 +91,34 @@ impl ColumnSubset {
 
 /// `out[i] = xᵢᵀ β` for every row of the chunk (offsets not included). `out.len() == v.n`.
 pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
-    x_beta_blocks(v, layout, beta, true, true, out);
+    // The categorical part once per level combo when a pass has already grouped the chunk.
+    match combos::GroupingMemo::peek(v.groups).filter(|_| layout.cats.len() >= 2) {
+        Some(g) => {
+            x_beta_blocks(v, layout, beta, false, true, out);
+            add_eta_cats(v, layout, beta, &g, out);
+        }
+        None => x_beta_blocks(v, layout, beta, true, true, out),
+    }
+}
+
+/// `out[i] += Σₖ β[level of factor k in row i]` through the rows' level combos `g`: one sum
+/// per combo (from its codes: every level counts, whatever column subset is in use), then one
+/// lookup per row.
+fn add_eta_cats(v: &ChunkView, layout: &Layout, beta: &[f64], g: &combos::ChunkGroups, out: &mut [f64]) {
+    let eta_cat: Vec<f64> = g
+        .first_row
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            let lv = |(k, blk): (usize, &crate::design::spec::CatBlock)| {
+                blk.column(v.cat_col(k)[i]).map_or(0.0, |j| beta[j])
+            };
+            layout.cats.iter().enumerate().map(lv).sum::<f64>()
+        })
+        .collect();
+    for (o, &u) in out.iter_mut().zip(&g.of_row) {
+        *o += eta_cat[u as usize];
+    }
 }
 
 /// `out[i] = xᵢᵀ β` over the intercept and dense blocks, and the categorical (`cats`) and sparse
@@ -683,22 +710,7 @@ pub fn x_beta_gathered(
     let e = &scratch.entries;
     x_beta_blocks(v, layout, beta, e.groups.is_none(), false, out);
     if let Some(g) = e.groups.as_deref() {
-        // The categorical part of η per level combo (from its codes: every level counts, in
-        // the subset or not), then one lookup per row.
-        let eta_cat: Vec<f64> = g
-            .first_row
-            .iter()
-            .map(|&i| {
-                let i = i as usize;
-                let lv = |(k, blk): (usize, &crate::design::spec::CatBlock)| {
-                    blk.column(v.cat_col(k)[i]).map_or(0.0, |j| beta[j])
-                };
-                layout.cats.iter().enumerate().map(lv).sum::<f64>()
-            })
-            .collect();
-        for (o, &u) in out.iter_mut().zip(&g.of_row) {
-            *o += eta_cat[u as usize];
-        }
+        add_eta_cats(v, layout, beta, g, out);
     }
     if e.sp_ptr.is_empty() {
         return;
@@ -830,27 +842,42 @@ fn row_quad_forms_grouped(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_fu
         }
         slot[d] = q;
     }
-    // M_DD, dense (d × d).
-    let mdd: Vec<f64> = dl
-        .iter()
-        .flat_map(|&(lb, _)| dl.iter().map(move |&(la, _)| m_full[lb * m + la]))
-        .collect();
-    let cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| v.dense_col(j))).collect();
-    let mut x = vec![0.0; d];
-    for (i, o) in out.iter_mut().enumerate().take(n) {
-        for (xa, c) in x.iter_mut().zip(&cols) {
-            *xa = c.map_or(1.0, |c| c[i]);
-        }
-        let slot = &per_combo[g.of_row[i] as usize * t..][..t];
-        let mut q = slot[d];
-        for (a, &xa) in x.iter().enumerate() {
-            let mut r = 2.0 * slot[a];
-            for (&mab, &xb) in mdd[a * d..(a + 1) * d].iter().zip(&x) {
-                r += mab * xb;
+    // Per row: the combo's cᵀM_CC c, then 2 dᵀ(M_DC c) and dᵀM_DD d column by column (loops
+    // over the chunk's rows that vectorise).
+    let out = &mut out[..n];
+    for (o, &u) in out.iter_mut().zip(&g.of_row) {
+        *o = per_combo[u as usize * t + d];
+    }
+    let cols: Vec<Option<&[f64]>> = dl.iter().map(|&(_, src)| src.map(|j| &v.dense_col(j)[..n])).collect();
+    for (a, &(la, _)) in dl.iter().enumerate() {
+        match cols[a] {
+            None => {
+                for (o, &u) in out.iter_mut().zip(&g.of_row) {
+                    *o += 2.0 * per_combo[u as usize * t + a];
+                }
             }
-            q += xa * r;
+            Some(xa) => {
+                for ((o, &u), &x) in out.iter_mut().zip(&g.of_row).zip(xa) {
+                    *o += 2.0 * per_combo[u as usize * t + a] * x;
+                }
+            }
         }
-        *o = q;
+        for (b, &(lb, _)) in dl.iter().enumerate().take(a + 1) {
+            let mab = m_full[lb * m + la] * if a == b { 1.0 } else { 2.0 };
+            match (cols[a], cols[b]) {
+                (None, None) => out.iter_mut().for_each(|o| *o += mab),
+                (Some(x), None) | (None, Some(x)) => {
+                    for (o, &xa) in out.iter_mut().zip(x) {
+                        *o += mab * xa;
+                    }
+                }
+                (Some(x), Some(y)) => {
+                    for ((o, &xa), &xb) in out.iter_mut().zip(x).zip(y) {
+                        *o += mab * xa * xb;
+                    }
+                }
+            }
+        }
     }
     true
 }

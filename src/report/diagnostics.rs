@@ -35,14 +35,15 @@ fn json(v: impl serde::Serialize) -> Result<serde_json::Value> {
 }
 
 /// Write diagnostics.parquet (and dfbetas.parquet with exact leverage) under `out`; return
-/// the summary block.
+/// the summary block and the seconds spent writing the Parquet files (encoding, compression,
+/// file I/O: `timing_s.diagnostics_output`, part of `timing_s.diagnostics`).
 pub fn write_diagnostics(
     ds: &Dataset,
     fit: &Fit,
     opts: &DiagOptions,
     leverage: &Leverage,
     out: &Path,
-) -> Result<serde_json::Value> {
+) -> Result<(serde_json::Value, f64)> {
     let methods = leverage.sketch.is_some() as usize + leverage.randomized.is_some() as usize;
     if !leverage.exact && methods == 0 {
         return Err(Error::Usage(
@@ -89,8 +90,8 @@ pub fn write_diagnostics(
         block.insert("randomized".into(), json(s)?);
     }
     if stream {
-        w.finish()?;
-        return Ok(serde_json::Value::Object(block));
+        let written = w.finish_timed()?;
+        return Ok((serde_json::Value::Object(block), written.as_secs_f64()));
     }
     let mut chunks: Vec<std::vec::IntoIter<ApproxRows>> =
         kept.iter_mut().map(|(_, v)| std::mem::take(v).into_iter()).collect();
@@ -105,8 +106,8 @@ pub fn write_diagnostics(
             let row = parts[0].row.clone();
             w.write_owned(row, parts.into_iter().flat_map(|p| [p.hat, p.cbar, p.cooks_d]))?;
         }
-        w.finish()?;
-        return Ok(serde_json::Value::Object(block));
+        let written = w.finish_timed()?;
+        return Ok((serde_json::Value::Object(block), written.as_secs_f64()));
     }
     // Exact (hat, cooks_d) and each approximation's, kept only to compare them.
     let (mut h, mut c) = (Vec::new(), Vec::new());
@@ -127,7 +128,7 @@ pub fn write_diagnostics(
         }
         w.write_owned(rows, all)
     })?;
-    w.finish()?;
+    let written = w.finish_timed()?;
     let coef_names: Vec<String> = dfb
         .coefs
         .iter()
@@ -139,7 +140,7 @@ pub fn write_diagnostics(
         .map(|k| dfb.values.iter().map(|r| r[k]).collect())
         .collect();
     wb.write_owned(dfb.rows.clone(), dcols)?;
-    wb.finish()?;
+    let written = written + wb.finish_timed()?;
     if let serde_json::Value::Object(m) = json(&dsum)? {
         block.extend(m);
     }
@@ -150,5 +151,5 @@ pub fn write_diagnostics(
         }
         block.insert("accuracy".into(), serde_json::Value::Object(acc));
     }
-    Ok(serde_json::Value::Object(block))
+    Ok((serde_json::Value::Object(block), written.as_secs_f64()))
 }

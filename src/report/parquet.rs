@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -171,41 +172,53 @@ impl Drop for TableWriter {
     }
 }
 
-/// Writes a table of a `u64` id column followed by `f64` columns, batch by batch.
-pub struct F64TableWriter(TableWriter);
+/// Writes a table of a `u64` id column followed by `f64` columns, batch by batch, and keeps
+/// the time spent in it (encoding, compression, file I/O), so callers can report what their
+/// output cost apart from the computing.
+pub struct F64TableWriter {
+    table: TableWriter,
+    busy: Duration,
+}
 
 impl F64TableWriter {
     /// Start `path` with columns `id_name` (u64) and `columns` (nullable f64).
     pub fn create(path: &Path, id_name: &str, columns: &[String]) -> Result<F64TableWriter> {
+        let t = Instant::now();
         let mut fields = vec![Field::new(id_name, DataType::UInt64, false)];
         fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
-        Ok(F64TableWriter(TableWriter::create(
-            path,
-            Arc::new(Schema::new(fields)),
-        )?))
+        let table = TableWriter::create(path, Arc::new(Schema::new(fields)))?;
+        Ok(F64TableWriter {
+            table,
+            busy: t.elapsed(),
+        })
     }
 
     /// Append rows: `ids` and one slice per column (all the same length).
     pub fn write(&mut self, ids: &[u64], columns: &[&[f64]]) -> Result<()> {
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids.to_vec()))];
-        arrays.extend(
-            columns
-                .iter()
-                .map(|c| Arc::new(Float64Array::from(c.to_vec())) as ArrayRef),
-        );
-        self.0.write_arrays(arrays)
+        self.write_owned(ids.to_vec(), columns.iter().map(|c| c.to_vec()))
     }
 
     /// Append rows given by value (the vectors become the Arrow arrays without a copy).
     pub fn write_owned(&mut self, ids: Vec<u64>, columns: impl IntoIterator<Item = Vec<f64>>) -> Result<()> {
+        let t = Instant::now();
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids))];
         arrays.extend(columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef));
-        self.0.write_arrays(arrays)
+        let r = self.table.write_arrays(arrays);
+        self.busy += t.elapsed();
+        r
     }
 
     /// Close the file and rename it into place.
     pub fn finish(self) -> Result<()> {
-        self.0.finish()
+        self.finish_timed().map(|_| ())
+    }
+
+    /// [`F64TableWriter::finish`], returning the whole time spent writing the table (creation,
+    /// every batch, closing).
+    pub fn finish_timed(self) -> Result<Duration> {
+        let t = Instant::now();
+        self.table.finish()?;
+        Ok(self.busy + t.elapsed())
     }
 }
 

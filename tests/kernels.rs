@@ -25,14 +25,7 @@ fn case() -> impl Strategy<Value = Case> {
         any::<u64>(),
     )
         .prop_map(|(n, nd, levels, width, intercept, seed)| {
-            let mut s = seed | 1;
-            let mut next = move || {
-                // xorshift64*: deterministic from the proptest seed.
-                s ^= s >> 12;
-                s ^= s << 25;
-                s ^= s >> 27;
-                s.wrapping_mul(0x2545F4914F6CDD1D)
-            };
+            let mut next = xorshift(seed);
             let mut draws: Vec<u64> = (0..(n * (nd + 8 + width * 2) + 16)).map(|_| next()).collect();
             let mut take = move || draws.pop().unwrap_or(7);
             let unif = |u: u64| (u >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0;
@@ -109,6 +102,42 @@ fn dense_x(c: &Case) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// xorshift64*: a deterministic stream of draws from `seed`.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        s.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+}
+
+/// A symmetric, indefinite m×m matrix (column-major, both triangles).
+fn indefinite_symmetric(m: usize) -> Vec<f64> {
+    let mut mm = vec![0.0; m * m];
+    for a in 0..m {
+        for b in 0..=a {
+            let val = ((a * 7 + b * 3) % 11) as f64 / 5.0 - 1.0;
+            mm[b * m + a] = val;
+            mm[a * m + b] = val;
+        }
+    }
+    mm
+}
+
+/// rᵀ M r over the columns `cols` of the dense row `r`, by the definition.
+fn dense_quad_form(r: &[f64], cols: &[usize], mm: &[f64]) -> f64 {
+    let m = cols.len();
+    let mut q = 0.0;
+    for (a, &ja) in cols.iter().enumerate() {
+        for (b, &jb) in cols.iter().enumerate() {
+            q += r[ja] * mm[b * m + a] * r[jb];
+        }
+    }
+    q
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-10 * (1.0 + a.abs().max(b.abs()))
 }
@@ -179,24 +208,11 @@ proptest! {
         let cols: Vec<usize> = (0..p).filter(|j| (pick >> (j % 64)) & 1 == 1 || *j == 0).collect();
         let s = ColumnSubset::new(p, &cols);
         let m = s.len();
-        // A symmetric (indefinite) M.
-        let mut mm = vec![0.0; m * m];
-        for a in 0..m {
-            for b in 0..=a {
-                let val = ((a * 7 + b * 3) % 11) as f64 / 5.0 - 1.0;
-                mm[b * m + a] = val;
-                mm[a * m + b] = val;
-            }
-        }
+        let mm = indefinite_symmetric(m);
         let mut out = vec![0.0; c.chunk.n_rows()];
         row_quad_forms(&c.chunk.view(), &c.layout, &s, &mm, &mut out);
         for (i, r) in x.iter().enumerate() {
-            let mut want = 0.0;
-            for (a, &ja) in cols.iter().enumerate() {
-                for (b, &jb) in cols.iter().enumerate() {
-                    want += r[ja] * mm[b * m + a] * r[jb];
-                }
-            }
+            let want = dense_quad_form(r, &cols, &mm);
             prop_assert!(close(out[i], want), "row {i}: {} vs {want}", out[i]);
         }
     }
@@ -212,13 +228,7 @@ fn grouped_sandwich_matches_row_by_row() {
     let n = 2000;
     let levels = [3u32, 4, 5];
     let nd = 2;
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        s.wrapping_mul(0x2545F4914F6CDD1D)
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let dense: Vec<f64> = (0..n * nd)
         .map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
         .collect();
@@ -273,23 +283,11 @@ fn grouped_sandwich_matches_row_by_row() {
             (acc, score)
         };
         // Row quadratic forms xᵢᵀMxᵢ with a symmetric indefinite M (grouped by combo here).
-        let mut mm = vec![0.0; m * m];
-        for a in 0..m {
-            for b in 0..=a {
-                let val = ((a * 7 + b * 3) % 11) as f64 / 5.0 - 1.0;
-                mm[b * m + a] = val;
-                mm[a * m + b] = val;
-            }
-        }
+        let mm = indefinite_symmetric(m);
         let mut q = vec![0.0; n];
         row_quad_forms(&v, &c.layout, &s, &mm, &mut q);
         for (i, r) in x.iter().enumerate() {
-            let mut want = 0.0;
-            for (a, &ja) in cols.iter().enumerate() {
-                for (b, &jb) in cols.iter().enumerate() {
-                    want += r[ja] * mm[b * m + a] * r[jb];
-                }
-            }
+            let want = dense_quad_form(r, &cols, &mm);
             assert!(close(q[i], want), "row {i}: {} vs {want}", q[i]);
         }
         let (ga, gs) = run(true);

@@ -677,89 +677,33 @@ struct RowArgs<'a> {
     tiny: f64,
 }
 
-/// The per-row part of an IRLS pass over one chunk: η (already in `s.eta` for
-/// [`Eval::Beta`]) → μ, the deviance and its sums into `acc`, and the IRLS weights `s.w` and
-/// working response (or residual) `s.z`. Inlined into each caller so that calls with constant
-/// `family` and `link` are compiled for that pair alone.
+/// The per-row part of an IRLS pass over one chunk, in three loops: η → (μ, dμ/dη) (the
+/// link's exponential; at R's `mustart` on the first pass), the rest of the row's arithmetic
+/// (IRLS weights `s.w`, working response or residual `s.z`, Pearson sum, counts), and the unit
+/// deviances (the family's logarithm) with the null model's on the first pass. Each loop has one
+/// kind of work, so calls to `exp` and `ln` overlap from row to row and the arithmetic keeps its
+/// values in registers. Inlined into each caller so that calls with constant `family` and
+/// `link` are compiled for that pair alone.
 #[inline(always)]
 fn irls_rows(family: Family, link: Link, a: RowArgs<'_>, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
     let RowArgs { eval, null, rhs, tiny } = a;
     let n = v.n;
-    if let (Eval::Beta(_), NullModel::Separate) = (eval, null) {
-        return irls_rows_at_beta(family, link, rhs, tiny, v, s, acc);
-    }
-    for i in 0..n {
-        let (y, w) = response(v, i);
-        if w == 0.0 {
-            s.w[i] = 0.0;
-            s.z[i] = 0.0;
-            continue;
-        }
-        let (eta, mu, d) = match eval {
-            Eval::Start { ybar } => {
-                let mu = family.mustart(link, y, w, ybar);
-                let eta = link.link(mu);
-                (eta, mu, link.mu_eta(eta))
-            }
-            Eval::Beta(_) => {
-                let (mu, d) = link.inverse_and_mu_eta(s.eta[i]);
-                (s.eta[i], mu, d)
-            }
-        };
-        if !valid_mu(family, mu) || !eta.is_finite() {
-            acc.invalid += 1;
-            s.w[i] = 0.0;
-            s.z[i] = 0.0;
-            continue;
-        }
-        let var = family.variance(mu);
-        let (dev_i, scale) = family.unit_deviance_and_scale(y, mu);
-        acc.dev.add(w * dev_i);
-        let scale = w * scale;
-        if scale.is_finite() {
-            acc.dev_scale += scale * scale;
-        }
-        acc.pearson.add(w * (y - mu) * (y - mu) / var);
-        match family {
-            Family::Binomial if mu < tiny || mu > 1.0 - tiny => acc.boundary += 1,
-            Family::Poisson if mu < tiny => acc.boundary += 1,
-            _ => {}
-        }
-        if (y - mu).abs() < 1e-6 {
-            acc.perfect += 1;
-        }
-        match null {
-            NullModel::Mean(m) => acc.null_dev.add(w * family.unit_deviance(y, m)),
-            NullModel::OffsetOnly => acc.null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
-            NullModel::Separate => {}
-        }
-        s.z[i] = match rhs {
-            Rhs::WorkingResponse => (eta - v.offset[i]) + (y - mu) / d,
-            Rhs::Score => (y - mu) / d,
-        };
-        s.w[i] = w * d * d / var;
-    }
-}
-
-/// [`irls_rows`] at coefficients β without the null deviance (every pass but the first), in
-/// three loops: η → (μ, dμ/dη) (the link's exponential), the rest of the row's arithmetic, and
-/// the unit deviances (the family's logarithm). Each loop has one kind of work, so calls to
-/// `exp` and `ln` overlap from row to row and the arithmetic keeps its values in registers.
-#[inline(always)]
-fn irls_rows_at_beta(
-    family: Family,
-    link: Link,
-    rhs: Rhs,
-    tiny: f64,
-    v: &ChunkView,
-    s: &mut Scratch,
-    acc: &mut PassStats,
-) {
-    let n = v.n;
     s.mu.resize(n, 0.0);
     s.mu_eta.resize(n, 0.0);
-    for ((&eta, mu), d) in s.eta.iter().zip(&mut s.mu).zip(&mut s.mu_eta) {
-        (*mu, *d) = link.inverse_and_mu_eta(eta);
+    match eval {
+        Eval::Start { ybar } => {
+            for i in 0..n {
+                let (y, w) = response(v, i);
+                let mu = family.mustart(link, y, w, ybar);
+                let eta = link.link(mu);
+                (s.eta[i], s.mu[i], s.mu_eta[i]) = (eta, mu, link.mu_eta(eta));
+            }
+        }
+        Eval::Beta(_) => {
+            for ((&eta, mu), d) in s.eta.iter().zip(&mut s.mu).zip(&mut s.mu_eta) {
+                (*mu, *d) = link.inverse_and_mu_eta(eta);
+            }
+        }
     }
     // Sums in locals (not through `acc`), so that they stay in registers.
     let mut pearson = acc.pearson;
@@ -795,7 +739,9 @@ fn irls_rows_at_beta(
     acc.boundary += boundary;
     acc.perfect += perfect;
     acc.invalid += invalid;
-    // Unit deviances (weighted) and their scales into the spent μ′ and μ arrays, then summed.
+    // Unit deviances (weighted) and their scales into the spent μ′ and μ arrays, then summed;
+    // the null model's deviance on the first pass.
+    let mut null_dev = acc.null_dev;
     for i in 0..n {
         let mu = s.mu[i];
         if mu.is_nan() {
@@ -808,7 +754,13 @@ fn irls_rows_at_beta(
         s.mu_eta[i] = w * dev_i;
         let scale = w * scale;
         s.mu[i] = if scale.is_finite() { scale * scale } else { 0.0 };
+        match null {
+            NullModel::Mean(m) => null_dev.add(w * family.unit_deviance(y, m)),
+            NullModel::OffsetOnly => null_dev.add(w * family.unit_deviance(y, link.inverse(v.offset[i]))),
+            NullModel::Separate => {}
+        }
     }
+    acc.null_dev = null_dev;
     let mut dev = acc.dev;
     for &d in &s.mu_eta {
         dev.add(d);

@@ -87,6 +87,26 @@ impl ColumnSubset {
         }
         v
     }
+
+    /// Per categorical term, each level code's local position in the subset (`None` for the
+    /// dropped reference level or a level outside the subset): the lookup the kernels map a
+    /// row's codes through.
+    fn level_locals(&self, layout: &Layout) -> Vec<Vec<Option<usize>>> {
+        layout
+            .cats
+            .iter()
+            .map(|blk| {
+                (0..blk.n_levels)
+                    .map(|c| blk.column(c).and_then(|j| self.local(j)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Whether chunk `v` has sparse entries that can fall in the subset.
+    fn meets_sparse(&self, v: &ChunkView, layout: &Layout) -> bool {
+        !v.indptr.is_empty() && self.cols.last().is_some_and(|&j| j >= layout.sparse_offset)
+    }
 }
 
 /// `out[i] = xᵢᵀ β` for every row of the chunk (offsets not included). `out.len() == v.n`.
@@ -369,16 +389,12 @@ impl SandwichScratch {
         e.sp_ptr.clear();
         e.groups = None;
         let n = v.n;
-        let cat_locals: Vec<Vec<u32>> = layout
-            .cats
-            .iter()
-            .map(|blk| {
-                (0..blk.n_levels)
-                    .map(|c| blk.column(c).and_then(|j| s.local(j)).map_or(ABSENT, |l| l as u32))
-                    .collect()
-            })
+        let cat_locals: Vec<Vec<u32>> = s
+            .level_locals(layout)
+            .into_iter()
+            .map(|c| c.into_iter().map(|l| l.map_or(ABSENT, |l| l as u32)).collect())
             .collect();
-        let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
+        let has_sparse = s.meets_sparse(v, layout);
         if cat_locals.iter().any(|c| c.iter().any(|&x| x != ABSENT)) {
             let codes: Vec<&[u32]> = (0..layout.cats.len()).map(|k| v.cat_col(k)).collect();
             if may_group && !has_sparse && codes.len() >= 2 {
@@ -787,8 +803,7 @@ pub fn row_quad_forms(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: 
 /// (leaving `out` alone) when it does not apply.
 fn row_quad_forms_grouped(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_full: &[f64], out: &mut [f64]) -> bool {
     let (m, n, k) = (s.len(), v.n, layout.cats.len());
-    let has_sparse = !v.indptr.is_empty() && s.columns().last().is_some_and(|&j| j >= layout.sparse_offset);
-    if has_sparse || k < 2 || n == 0 {
+    if s.meets_sparse(v, layout) || k < 2 || n == 0 {
         return false;
     }
     let dl = s.dense_like(layout);
@@ -806,15 +821,7 @@ fn row_quad_forms_grouped(v: &ChunkView, layout: &Layout, s: &ColumnSubset, m_fu
     if grouped >= per_row {
         return false;
     }
-    let cat_locals: Vec<Vec<Option<usize>>> = layout
-        .cats
-        .iter()
-        .map(|blk| {
-            (0..blk.n_levels)
-                .map(|c| blk.column(c).and_then(|j| s.local(j)))
-                .collect()
-        })
-        .collect();
+    let cat_locals = s.level_locals(layout);
     // Per combo: M_DC c (d values) and cᵀ M_CC c, side by side (d + 1 each).
     let t = d + 1;
     let mut per_combo = vec![0.0; g.len() * t];
@@ -901,15 +908,7 @@ impl<'a> RowEntries<'a> {
             .into_iter()
             .map(|(l, src)| (l, src.map(|j| v.dense_col(j))))
             .collect();
-        let cats = layout
-            .cats
-            .iter()
-            .map(|blk| {
-                (0..blk.n_levels)
-                    .map(|c| blk.column(c).and_then(|j| s.local(j)))
-                    .collect()
-            })
-            .collect();
+        let cats = s.level_locals(layout);
         RowEntries {
             v,
             layout,

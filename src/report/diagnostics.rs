@@ -13,7 +13,7 @@ use crate::influence::{
     SketchOptions,
 };
 use crate::ingest::Dataset;
-use crate::report::parquet::F64TableWriter;
+use crate::report::parquet::{commit_all, F64TableWriter};
 
 /// `--leverage auto` computes exact leverage up to this many active columns (F⁻¹ then takes
 /// 8·p_A² bytes, 3.2 GB at 20,000, and each row O(nnzᵢ²)), randomized leverage beyond.
@@ -90,8 +90,10 @@ pub fn write_diagnostics(
         block.insert("randomized".into(), json(s)?);
     }
     if stream {
-        let written = w.finish_timed()?;
-        return Ok((serde_json::Value::Object(block), written.as_secs_f64()));
+        let (file, written) = w.close_timed()?;
+        let t = std::time::Instant::now();
+        file.commit()?;
+        return Ok((serde_json::Value::Object(block), (written + t.elapsed()).as_secs_f64()));
     }
     let mut chunks: Vec<std::vec::IntoIter<ApproxRows>> =
         kept.iter_mut().map(|(_, v)| std::mem::take(v).into_iter()).collect();
@@ -106,8 +108,10 @@ pub fn write_diagnostics(
             let row = parts[0].row.clone();
             w.write_owned(row, parts.into_iter().flat_map(|p| [p.hat, p.cbar, p.cooks_d]))?;
         }
-        let written = w.finish_timed()?;
-        return Ok((serde_json::Value::Object(block), written.as_secs_f64()));
+        let (file, written) = w.close_timed()?;
+        let t = std::time::Instant::now();
+        file.commit()?;
+        return Ok((serde_json::Value::Object(block), (written + t.elapsed()).as_secs_f64()));
     }
     // Exact (hat, cooks_d) and each approximation's, kept only to compare them.
     let (mut h, mut c) = (Vec::new(), Vec::new());
@@ -128,7 +132,7 @@ pub fn write_diagnostics(
         }
         w.write_owned(rows, all)
     })?;
-    let written = w.finish_timed()?;
+    let (diag_file, written) = w.close_timed()?;
     let coef_names: Vec<String> = dfb
         .coefs
         .iter()
@@ -140,7 +144,11 @@ pub fn write_diagnostics(
         .map(|k| dfb.values.iter().map(|r| r[k]).collect())
         .collect();
     wb.write_owned(dfb.rows.clone(), dcols)?;
-    let written = written + wb.finish_timed()?;
+    let (dfb_file, dfb_written) = wb.close_timed()?;
+    // Both files' fsyncs at once.
+    let t = std::time::Instant::now();
+    commit_all(vec![diag_file, dfb_file])?;
+    let written = written + dfb_written + t.elapsed();
     if let serde_json::Value::Object(m) = json(&dsum)? {
         block.extend(m);
     }

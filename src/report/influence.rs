@@ -142,7 +142,7 @@ pub fn write_attribution(tests: &[TestRow], top: &[Vec<(u64, f64)>], file: &Path
         Field::new("train_row", DataType::UInt64, false),
         Field::new("influence", DataType::Float64, false),
     ]));
-    let mut w = TableWriter::create(file, schema)?;
+    let mut w = TableWriter::create_numeric(file, schema)?;
     let (mut t, mut r, mut j, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (row, list) in tests.iter().zip(top) {
         for (k, &(train, val)) in list.iter().enumerate() {

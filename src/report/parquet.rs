@@ -10,9 +10,10 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array}
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, Encoding};
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -39,18 +40,30 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    /// Start `path` with `schema`.
+    /// Start `path` with `schema`: a table of the user's own columns (`prune`'s rows), every
+    /// column Snappy-compressed.
     pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter> {
+        let props = base_properties().set_compression(Compression::SNAPPY).build();
+        TableWriter::with_properties(path, schema, props)
+    }
+
+    /// Start `path` with `schema`: a table of numbers fulcrum computed. `f64` columns are
+    /// stored uncompressed (Snappy shrinks continuous doubles by ~5 %, not worth compressing
+    /// every page for), `u64` columns (row ids, ranks, indices: mostly increasing)
+    /// delta-encoded, which stores a run of consecutive ids in a few bytes.
+    pub fn create_numeric(path: &Path, schema: SchemaRef) -> Result<TableWriter> {
+        let mut b = base_properties().set_compression(Compression::UNCOMPRESSED);
+        for f in schema.fields() {
+            if f.data_type() == &DataType::UInt64 {
+                b = b.set_column_encoding(ColumnPath::from(f.name().as_str()), Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+        TableWriter::with_properties(path, schema, b.build())
+    }
+
+    fn with_properties(path: &Path, schema: SchemaRef, props: WriterProperties) -> Result<TableWriter> {
         let tmp = super::temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        // Dictionary encoding only costs time on continuous f64 values (and ids are unique).
-        // Row groups of at most ROW_GROUP_ROWS rows: the writer buffers a whole row group in
-        // memory (the default, 1M rows, would be ~90 MB for diagnostics.parquet).
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_dictionary_enabled(false)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         // ArrowWriter sets up the Parquet schema and the Arrow schema metadata; its lower-level
         // parts then take the columns one by one.
         let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
@@ -136,24 +149,85 @@ impl TableWriter {
 
     /// Close the file (footer, fsync) and rename it into place; on failure the temporary file
     /// is removed.
-    pub fn finish(mut self) -> Result<()> {
-        let r = self.close_and_rename();
-        if r.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        r
+    pub fn finish(self) -> Result<()> {
+        self.close()?.commit()
     }
 
-    fn close_and_rename(&mut self) -> Result<()> {
-        self.close_group()?;
-        if let Some(w) = self.writer.take() {
-            let f = w
-                .into_inner()
-                .map_err(|e| write_error(&self.tmp, "cannot finish the file", e))?;
-            f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+    /// Write the last row group and the footer: the table is complete under its temporary name,
+    /// to be made durable and renamed by [`Written::commit`] or [`commit_all`].
+    pub fn close(mut self) -> Result<Written> {
+        let r = self.close_group().and_then(|()| {
+            let w = self.writer.take().expect("open until closed");
+            w.into_inner()
+                .map_err(|e| write_error(&self.tmp, "cannot finish the file", e))
+        });
+        match r {
+            Ok(file) => Ok(Written {
+                path: std::mem::take(&mut self.path),
+                tmp: std::mem::take(&mut self.tmp),
+                file: Some(file),
+            }),
+            Err(e) => {
+                self.writer = None;
+                let _ = std::fs::remove_file(&self.tmp);
+                Err(e)
+            }
         }
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// A table whose bytes are all written, under its temporary name. Dropped without
+/// [`Written::commit`], the temporary file is removed.
+pub struct Written {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl Written {
+    /// Flush the file to disk (fsync) and rename it into place; on failure the temporary file
+    /// is removed.
+    pub fn commit(self) -> Result<()> {
+        commit_all(vec![self])
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        let f = self.file.take().expect("synced once");
+        f.sync_all().map_err(|e| Error::io(&self.tmp, e))
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Commit several tables: their fsyncs run side by side (each waits on the disk, not the
+/// CPU), then each is renamed into place, in order. On failure no temporary file is left;
+/// tables renamed before the failure stay.
+pub fn commit_all(mut tables: Vec<Written>) -> Result<()> {
+    tables.par_iter_mut().map(Written::sync).collect::<Result<Vec<()>>>()?;
+    for mut t in tables {
+        let tmp = std::mem::take(&mut t.tmp);
+        std::fs::rename(&tmp, &t.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&t.path, e)
+        })?;
+    }
+    Ok(())
+}
+
+/// What every table fulcrum writes shares: no dictionary encoding (it only costs time on
+/// continuous values and unique ids), and row groups of at most [`ROW_GROUP_ROWS`] rows (the
+/// writer buffers a whole row group in memory; the default, 1M rows, would be ~90 MB for
+/// diagnostics.parquet).
+fn base_properties() -> WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
 }
 
 /// An error writing the temporary file `tmp`.
@@ -166,6 +240,7 @@ fn write_error(tmp: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 
 impl Drop for TableWriter {
     fn drop(&mut self) {
+        // Unfinished (an error, or never closed): nothing that looks like a table is left.
         if self.writer.is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
@@ -181,12 +256,13 @@ pub struct F64TableWriter {
 }
 
 impl F64TableWriter {
-    /// Start `path` with columns `id_name` (u64) and `columns` (nullable f64).
+    /// Start `path` with columns `id_name` (u64) and `columns` (f64; undefined values are
+    /// NaN, never null).
     pub fn create(path: &Path, id_name: &str, columns: &[String]) -> Result<F64TableWriter> {
         let t = Instant::now();
         let mut fields = vec![Field::new(id_name, DataType::UInt64, false)];
-        fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, true)));
-        let table = TableWriter::create(path, Arc::new(Schema::new(fields)))?;
+        fields.extend(columns.iter().map(|c| Field::new(c, DataType::Float64, false)));
+        let table = TableWriter::create_numeric(path, Arc::new(Schema::new(fields)))?;
         Ok(F64TableWriter {
             table,
             busy: t.elapsed(),
@@ -210,15 +286,15 @@ impl F64TableWriter {
 
     /// Close the file and rename it into place.
     pub fn finish(self) -> Result<()> {
-        self.finish_timed().map(|_| ())
+        self.table.finish()
     }
 
-    /// [`F64TableWriter::finish`], returning the whole time spent writing the table (creation,
-    /// every batch, closing).
-    pub fn finish_timed(self) -> Result<Duration> {
+    /// [`TableWriter::close`], returning also the whole time spent writing the table so far
+    /// (creation, every batch, closing).
+    pub fn close_timed(self) -> Result<(Written, Duration)> {
         let t = Instant::now();
-        self.table.finish()?;
-        Ok(self.busy + t.elapsed())
+        let w = self.table.close()?;
+        Ok((w, self.busy + t.elapsed()))
     }
 }
 
@@ -284,6 +360,15 @@ mod tests {
         let schema = b.schema().clone();
         assert_eq!(schema.field(0).name(), "row");
         assert_eq!(schema.field(2).data_type(), &DataType::Float64);
+        assert!(!schema.field(2).is_nullable(), "NaN marks undefined values, never null");
+        // Ids delta-encoded, doubles plain and uncompressed.
+        let rg = md.row_group(0);
+        assert!(rg.column(0).encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        assert!(
+            rg.column(0).compressed_size() < 8 * 1024,
+            "consecutive ids take a few bytes each block"
+        );
+        assert_eq!(rg.column(1).compression(), Compression::UNCOMPRESSED);
         let mut i = 0u64;
         for batch in b.build().unwrap() {
             let batch = batch.unwrap();
@@ -299,6 +384,33 @@ mod tests {
             }
         }
         assert_eq!(i as usize, total);
+    }
+
+    /// Tables committed together are all renamed into place; a closed table dropped before its
+    /// commit leaves nothing behind.
+    #[test]
+    fn commit_all_renames_and_dropped_tables_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let cols = ["a".to_string()];
+        let close = |name: &str, v: f64| {
+            let mut w = F64TableWriter::create(&dir.path().join(name), "row", &cols).unwrap();
+            w.write_owned(vec![7], [vec![v]]).unwrap();
+            w.close_timed().unwrap().0
+        };
+        let (a, b) = (close("a.parquet", 1.0), close("b.parquet", 2.0));
+        assert!(!dir.path().join("a.parquet").exists());
+        commit_all(vec![a, b]).unwrap();
+        for (name, v) in [("a.parquet", 1.0), ("b.parquet", 2.0)] {
+            let r = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.path().join(name)).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            let batch = r.into_iter().next().unwrap().unwrap();
+            let col = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+            assert_eq!(col.value(0), v);
+        }
+        drop(close("c.parquet", 3.0));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "only a and b");
     }
 
     /// A writer dropped before `finish` leaves neither the file nor its temporary.

@@ -8,6 +8,7 @@ pub mod block;
 pub mod chol;
 pub mod combos;
 pub mod pass;
+pub mod vmath;
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
@@ -190,7 +191,7 @@ pub fn xt_v(v: &ChunkView, layout: &Layout, u: &[f64], w: Option<&[f64]>, out: &
         None => u,
     };
     if layout.intercept {
-        out[0] += wu.iter().sum::<f64>();
+        out[0] += sum_in_lanes(wu);
     }
     let d0 = layout.dense_offset();
     for j in 0..layout.n_dense {
@@ -223,7 +224,7 @@ pub fn xt_v(v: &ChunkView, layout: &Layout, u: &[f64], w: Option<&[f64]>, out: &
 pub fn xt_sq(v: &ChunkView, layout: &Layout, w: &[f64], out: &mut [f64]) {
     debug_assert_eq!(out.len(), layout.p);
     if layout.intercept {
-        out[0] += w.iter().sum::<f64>();
+        out[0] += sum_in_lanes(w);
     }
     let d0 = layout.dense_offset();
     for j in 0..layout.n_dense {
@@ -270,6 +271,33 @@ impl Sum {
         self.c += (self.sum - (t - z)) + (x - z);
         self.sum = t;
     }
+    /// Add every term of `xs`, in eight compensated partial sums (independent, so a loop of
+    /// them compiles to vector instructions) merged in order: about one rounding of the total,
+    /// as term by term, though not always the same bits.
+    #[inline(always)]
+    pub fn add_all(&mut self, xs: &[f64]) {
+        const LANES: usize = 8;
+        let (mut hi, mut lo) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let mut it = xs.chunks_exact(LANES);
+        for c in &mut it {
+            for k in 0..LANES {
+                let t = hi[k] + c[k];
+                let z = t - hi[k];
+                lo[k] += (hi[k] - (t - z)) + (c[k] - z);
+                hi[k] = t;
+            }
+        }
+        for (k, &x) in it.remainder().iter().enumerate() {
+            let t = hi[k] + x;
+            let z = t - hi[k];
+            lo[k] += (hi[k] - (t - z)) + (x - z);
+            hi[k] = t;
+        }
+        for k in 0..LANES {
+            self.merge(Sum { sum: hi[k], c: lo[k] });
+        }
+    }
+
     /// Add another partial sum.
     pub fn merge(&mut self, o: Sum) {
         self.add(o.sum);
@@ -279,6 +307,19 @@ impl Sum {
     pub fn value(&self) -> f64 {
         self.sum + self.c
     }
+}
+
+/// Σ xs with eight independent partial sums (lets the compiler vectorise), added in order.
+#[inline(always)]
+pub fn sum_in_lanes(xs: &[f64]) -> f64 {
+    let mut s = [0.0f64; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for k in 0..8 {
+            s[k] += c[k];
+        }
+    }
+    s.iter().sum::<f64>() + it.remainder().iter().sum::<f64>()
 }
 
 /// Dot product with four independent accumulators (lets the compiler vectorise).
@@ -536,7 +577,7 @@ pub fn sandwich_gathered(
             }
             if i0 == 1 {
                 for (col, a) in acc[..d].iter_mut().enumerate() {
-                    *a += scratch.b[col * n..(col + 1) * n].iter().sum::<f64>();
+                    *a += sum_in_lanes(&scratch.b[col * n..(col + 1) * n]);
                 }
             }
         } else {
@@ -577,26 +618,38 @@ pub fn sandwich_gathered(
     cross.clear();
     cross.resize(m * d, 0.0);
     if let Some(g) = e.groups.as_deref() {
-        // Sum wᵢ, wᵢzᵢ and wᵢ·xᵢ (dense-like) per combo, then add each combo like a row.
+        // Sum wᵢ, wᵢzᵢ and wᵢ·xᵢ (dense-like) per combo, one quantity at a time (its per-combo
+        // sums, a few thousand, stay in L1), then add each combo like a row.
+        let nc = g.len();
         let t = d + 2;
         let sums = &mut scratch.combo_sums;
         sums.clear();
-        sums.resize(g.len() * t, 0.0);
-        let wb = &scratch.b[..n * d];
-        for i in 0..n {
-            let r = &mut sums[g.of_row[i] as usize * t..][..t];
-            r[0] += w[i];
-            if let Some((z, _)) = score.as_ref() {
-                r[1] += w[i] * z[i];
-            }
-            for (c, x) in r[2..].iter_mut().enumerate() {
-                *x += wb[c * n + i];
+        sums.resize(nc * t, 0.0);
+        let of_row = &g.of_row[..n];
+        let (sw, rest) = sums.split_at_mut(nc);
+        let (swz, swx) = rest.split_at_mut(nc);
+        for (&u, &wi) in of_row.iter().zip(&w[..n]) {
+            sw[u as usize] += wi;
+        }
+        if let Some((z, _)) = score.as_ref() {
+            for ((&u, &wi), &zi) in of_row.iter().zip(&w[..n]).zip(&z[..n]) {
+                swz[u as usize] += wi * zi;
             }
         }
-        for u in 0..g.len() {
-            let r = &sums[u * t..(u + 1) * t];
+        let mut r = vec![0.0; d];
+        for c in 0..d {
+            let wb = &scratch.b[c * n..(c + 1) * n];
+            let out = &mut swx[c * nc..(c + 1) * nc];
+            for (&u, &x) in of_row.iter().zip(wb) {
+                out[u as usize] += x;
+            }
+        }
+        for u in 0..nc {
+            for (c, x) in r.iter_mut().enumerate() {
+                *x = swx[c * nc + u];
+            }
             let sc = score.as_mut().map(|(_, sc)| &mut **sc);
-            add_cat_row(acc, m, cross, d, e.combo_cats(u), r[0], &r[2..], sc, r[1]);
+            add_cat_row(acc, m, cross, d, e.combo_cats(u), sw[u], &r, sc, swz[u]);
         }
         fold_cross(acc, m, cross, d);
         return;

@@ -328,6 +328,9 @@ pub(crate) struct Totals {
     pub sum_w: f64,
     pub sum_wy: f64,
     pub non_integer: u64,
+    /// Rows (of positive weight) that are not a Bernoulli trial: weight other than 1, or a
+    /// binomial response other than a 0/1 label, or any `cbind` row.
+    pub not_bernoulli: u64,
 }
 
 /// Check every row's response and weight for the family; error names file and row.
@@ -362,6 +365,7 @@ fn validate(ds: &Dataset, family: Family) -> Result<Totals> {
             t.n_ok += 1;
             t.sum_w += w;
             t.sum_wy += w * y;
+            t.not_bernoulli += (cbind || w != 1.0 || (y != 0.0 && y != 1.0)) as u64;
         }
         Ok(t)
     });
@@ -373,6 +377,7 @@ fn validate(ds: &Dataset, family: Family) -> Result<Totals> {
                 tot.sum_w += t.sum_w;
                 tot.sum_wy += t.sum_wy;
                 tot.non_integer += t.non_integer;
+                tot.not_bernoulli += t.not_bernoulli;
             }
             Err((row, col, msg)) => {
                 let (file, frow) = ds.locate(row);
@@ -1297,7 +1302,13 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         NullModel::Separate => null_deviance_with_offset(ds, opts, ybar),
         _ => null_dev0,
     };
-    let aic = aic_sums(ds, opts, &beta).aic(family, st.dev.value(), rank);
+    // Bernoulli trials (0/1 labels, unit weights): R's −2 Σ log dbinom(yᵢ; 1, μᵢ) is the
+    // deviance itself, which the last pass summed at this β; otherwise one pass for the sums.
+    let aic = if family == Family::Binomial && tot.not_bernoulli == 0 {
+        st.dev.value() + 2.0 * rank as f64
+    } else {
+        aic_sums(ds, opts, &beta).aic(family, st.dev.value(), rank)
+    };
     if aliased.iter().any(|&a| a) {
         let names: Vec<_> = (0..p).filter(|&j| aliased[j]).map(|j| design.coef_name(j)).collect();
         warnings.push(format!(

@@ -379,11 +379,10 @@ struct SubsetEntries {
     sp_ptr: Vec<u32>,
     sparse: Vec<(u32, f64)>,
     /// When the rows are grouped by their levels (`cat_ptr` is then empty): the grouping, and
-    /// combo u's categorical locals `combo_cats[combo_ptr[u]..combo_ptr[u + 1]]`.
+    /// the combos' categorical locals in the subset.
     combo_work: combos::LevelCombos,
     groups: Option<std::sync::Arc<combos::ChunkGroups>>,
-    combo_ptr: Vec<u32>,
-    combo_cats: Vec<u32>,
+    combo: Option<std::sync::Arc<combos::ComboEntries>>,
 }
 
 impl SubsetEntries {
@@ -410,7 +409,7 @@ impl SubsetEntries {
     /// Combo u's categorical locals (grouped entries only).
     #[inline]
     fn combo_cats(&self, u: usize) -> &[u32] {
-        &self.combo_cats[self.combo_ptr[u] as usize..self.combo_ptr[u + 1] as usize]
+        self.combo.as_ref().expect("grouped entries").of(u)
     }
 }
 
@@ -438,6 +437,7 @@ impl SandwichScratch {
         e.cat_ptr.clear();
         e.sp_ptr.clear();
         e.groups = None;
+        e.combo = None;
         let n = v.n;
         let cat_locals: Vec<Vec<u32>> = s
             .level_locals(layout)
@@ -459,18 +459,9 @@ impl SandwichScratch {
                 let per_row = (k * (k + 1) / 2 + k * (d + 1)) as f64;
                 if let Some(g) = groups.filter(|g| (n * (d + 6)) as f64 + g.len() as f64 * per_row < n as f64 * per_row)
                 {
-                    e.combo_ptr.clear();
-                    e.combo_cats.clear();
-                    e.combo_ptr.push(0);
-                    for &i in &g.first_row {
-                        for (cl, c) in cat_locals.iter().zip(&codes) {
-                            let l = cl[c[i as usize] as usize];
-                            if l != ABSENT {
-                                e.combo_cats.push(l);
-                            }
-                        }
-                        e.combo_ptr.push(e.combo_cats.len() as u32);
-                    }
+                    e.combo = Some(combos::GroupingMemo::entries(v.groups, &cat_locals, || {
+                        combos::ComboEntries::build(&cat_locals, ABSENT, &codes, &g)
+                    }));
                     e.groups = Some(g);
                     return;
                 }

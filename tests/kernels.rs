@@ -3,7 +3,8 @@
 
 use fulcrum::design::Layout;
 use fulcrum::linalg::{
-    row_quad_forms, sandwich, sandwich_gathered, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch,
+    row_quad_forms, sandwich, sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset,
+    SandwichScratch,
 };
 use fulcrum::Chunk;
 use proptest::prelude::*;
@@ -305,6 +306,17 @@ fn grouped_sandwich_matches_row_by_row() {
                 let (g, r) = (ga[b * m + a], ra[b * m + a]);
                 assert!(close(g, want) && close(r, want), "({ja},{jb}): {g} {r} vs {want}");
             }
+        }
+        // X·β through the grouped entries (every column in the subset: the combos' sums of β;
+        // otherwise per level) equals the dense product.
+        let beta: Vec<f64> = (0..p).map(|j| (j as f64 * 0.7).cos()).collect();
+        let mut scratch = SandwichScratch::default();
+        scratch.gather(&v, &c.layout, &s);
+        let mut eta = vec![0.0; n];
+        x_beta_gathered(&v, &c.layout, &beta, &s, &scratch, &mut eta);
+        for (i, r) in x.iter().enumerate() {
+            let want: f64 = r.iter().zip(&beta).map(|(a, b)| a * b).sum();
+            assert!(close(eta[i], want), "η row {i}: {} vs {want}", eta[i]);
         }
     }
 }

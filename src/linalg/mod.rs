@@ -778,8 +778,20 @@ pub fn x_beta_gathered(
 ) {
     let e = &scratch.entries;
     x_beta_blocks(v, layout, beta, e.groups.is_none(), false, out);
-    if let Some(g) = e.groups.as_deref() {
-        add_eta_cats(v, layout, beta, g, out);
+    match (e.groups.as_deref(), e.combo.as_deref()) {
+        // Every column in the subset (an IRLS pass): the combos' entries are global columns,
+        // and a combo's categorical η is the sum of their β (the reference levels, absent,
+        // add 0).
+        (Some(g), Some(c)) if s.len() == layout.p => {
+            let eta_cat: Vec<f64> = (0..g.len())
+                .map(|u| c.of(u).iter().map(|&j| beta[j as usize]).sum())
+                .collect();
+            for (o, &u) in out.iter_mut().zip(&g.of_row) {
+                *o += eta_cat[u as usize];
+            }
+        }
+        (Some(g), _) => add_eta_cats(v, layout, beta, g, out),
+        _ => {}
     }
     if e.sp_ptr.is_empty() {
         return;

@@ -778,12 +778,13 @@ fn irls_rows(family: Family, link: Link, a: RowArgs<'_>, v: &ChunkView, s: &mut 
     acc.dev_scale += crate::linalg::sum_in_lanes(&s.mu);
 }
 
-/// [`irls_rows`] at β for the pairs whose inverse link and unit deviance need only `exp` and
-/// `ln` (binomial–logit with 0/1 labels, Poisson–log, Gaussian–identity), when the pass sums
-/// no null deviance. Every loop is free of branches and of libm calls ([`vmath`]'s `exp` and
-/// `ln`, selects for the invalid rows, the Pearson and deviance sums by [`Sum::add_all`]), so each compiles to vector instructions; it runs compiled for the widest ones the
-/// CPU has. The operations are the same whatever the instructions, so are the results.
-/// Returns false (doing nothing) where it does not apply.
+/// [`irls_rows`] for the pairs whose link and unit deviance need only `exp` and `ln`
+/// (binomial–logit with 0/1 labels, Poisson–log, Gaussian–identity), at β or R's starting
+/// values, with the null model's deviance when it is the mean's (not offset-only). Every loop
+/// is free of branches and of libm calls (`linalg::vmath`'s `exp` and `ln`, selects for the
+/// invalid rows, the sums by [`Sum::add_all`]), so each compiles to vector instructions, and
+/// it runs compiled for the widest ones the CPU has. The operations are the same whatever the
+/// instructions, so are the results. Returns false (doing nothing) where it does not apply.
 fn irls_rows_fast(
     family: Family,
     link: Link,
@@ -793,9 +794,24 @@ fn irls_rows_fast(
     acc: &mut PassStats,
 ) -> bool {
     let RowArgs { eval, null, rhs, tiny } = a;
-    if !matches!(eval, Eval::Beta(_)) || !matches!(null, NullModel::Separate) || v.failures.is_some() {
+    let start = match eval {
+        Eval::Start { ybar } => Some(ybar),
+        Eval::Beta(_) => None,
+    };
+    let null_mean = match null {
+        NullModel::Separate => None,
+        NullModel::Mean(m) => Some(m),
+        NullModel::OffsetOnly => return false,
+    };
+    if v.failures.is_some() {
         return false;
     }
+    let fa = FastArgs {
+        start,
+        null_mean,
+        rhs,
+        tiny,
+    };
     match (family, link) {
         // Proportions take two logarithms per row: the general loop.
         (Family::Binomial, Link::Logit) => {
@@ -813,80 +829,109 @@ fn irls_rows_fast(
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
             // SAFETY: the CPU has the instructions the function is compiled for.
-            unsafe { rows_fast_avx512(family, link, rhs, tiny, v, s, acc) };
+            unsafe { rows_fast_avx512(family, link, fa, v, s, acc) };
             return true;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
-            unsafe { rows_fast_avx2(family, link, rhs, tiny, v, s, acc) };
+            unsafe { rows_fast_avx2(family, link, fa, v, s, acc) };
             return true;
         }
     }
-    rows_fast_pairs(family, link, rhs, tiny, v, s, acc);
+    rows_fast_pairs(family, link, fa, v, s, acc);
     true
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
-fn rows_fast_avx512(
-    family: Family,
-    link: Link,
-    rhs: Rhs,
-    tiny: f64,
-    v: &ChunkView,
-    s: &mut Scratch,
-    acc: &mut PassStats,
-) {
-    rows_fast_pairs(family, link, rhs, tiny, v, s, acc)
+fn rows_fast_avx512(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+    rows_fast_pairs(family, link, fa, v, s, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn rows_fast_avx2(
-    family: Family,
-    link: Link,
-    rhs: Rhs,
-    tiny: f64,
-    v: &ChunkView,
-    s: &mut Scratch,
-    acc: &mut PassStats,
-) {
-    rows_fast_pairs(family, link, rhs, tiny, v, s, acc)
+fn rows_fast_avx2(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+    rows_fast_pairs(family, link, fa, v, s, acc)
 }
 
 /// [`rows_fast`] compiled once per pair (the family and link matches then fold away).
 #[inline(always)]
-fn rows_fast_pairs(
-    family: Family,
-    link: Link,
-    rhs: Rhs,
-    tiny: f64,
-    v: &ChunkView,
-    s: &mut Scratch,
-    acc: &mut PassStats,
-) {
+fn rows_fast_pairs(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
     match (family, link) {
-        (Family::Binomial, Link::Logit) => rows_fast(Family::Binomial, Link::Logit, rhs, tiny, v, s, acc),
-        (Family::Poisson, Link::Log) => rows_fast(Family::Poisson, Link::Log, rhs, tiny, v, s, acc),
-        _ => rows_fast(Family::Gaussian, Link::Identity, rhs, tiny, v, s, acc),
+        (Family::Binomial, Link::Logit) => rows_fast(Family::Binomial, Link::Logit, fa, v, s, acc),
+        (Family::Poisson, Link::Log) => rows_fast(Family::Poisson, Link::Log, fa, v, s, acc),
+        _ => rows_fast(Family::Gaussian, Link::Identity, fa, v, s, acc),
     }
 }
 
-/// The body of [`irls_rows_fast`]: [`irls_rows`]'s three loops (for `Eval::Beta`, no null
-/// deviance, no `cbind`) with the branches turned into selects.
+/// [`Family::unit_deviance_and_scale`] for [`rows_fast`]'s families (binomial with a 0/1
+/// label), with `vmath::ln` and without branches. A function, not a closure: closures are not
+/// compiled with the caller's target features, and this one was not inlined.
 #[inline(always)]
-fn rows_fast(family: Family, link: Link, rhs: Rhs, tiny: f64, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+fn fast_unit_deviance(family: Family, y: f64, mu: f64) -> (f64, f64) {
+    match family {
+        Family::Binomial => {
+            let t = ln(1.0 / if y == 1.0 { mu } else { 1.0 - mu });
+            (2.0 * t, 2.0 * (1.0 + t.abs()))
+        }
+        Family::Poisson => {
+            let ylogy = if y > 0.0 { y * ln(y / mu) } else { 0.0 };
+            (2.0 * (ylogy - (y - mu)), 2.0 * (y.abs() + mu.abs()))
+        }
+        _ => ((y - mu) * (y - mu), 2.0 * (y - mu).abs() * (y.abs() + mu.abs())),
+    }
+}
+
+/// What [`rows_fast`] needs besides the pair, chunk and scratch.
+#[derive(Clone, Copy)]
+struct FastArgs {
+    /// The pass starts from R's `mustart` (ȳ given) instead of η.
+    start: Option<f64>,
+    /// The null model's mean, when the pass sums its deviance too.
+    null_mean: Option<f64>,
+    rhs: Rhs,
+    tiny: f64,
+}
+
+/// The body of [`irls_rows_fast`]: [`irls_rows`]'s three loops (no `cbind`, no offset-only null
+/// model) with the branches turned into selects.
+#[inline(always)]
+fn rows_fast(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+    let FastArgs {
+        start,
+        null_mean,
+        rhs,
+        tiny,
+    } = fa;
     let n = v.n;
     s.mu.resize(n, 0.0);
     s.mu_eta.resize(n, 0.0);
     s.terms.resize(n, 0.0);
     let (y, wt, off) = (&v.y[..n], &v.weight[..n], &v.offset[..n]);
-    let eta = &s.eta[..n];
     let (mu, dmu) = (&mut s.mu[..n], &mut s.mu_eta[..n]);
     let (w, z, terms) = (&mut s.w[..n], &mut s.z[..n], &mut s.terms[..n]);
-    for i in 0..n {
-        (mu[i], dmu[i]) = link.inverse_and_mu_eta(eta[i]);
+    match start {
+        // R's mustart (always inside the domain for these pairs) and η = g(μ).
+        Some(ybar) => {
+            let eta = &mut s.eta[..n];
+            for i in 0..n {
+                let m = family.mustart(link, y[i], wt[i], ybar);
+                let e = match link {
+                    Link::Logit => ln(m / (1.0 - m)),
+                    Link::Log => ln(m),
+                    _ => m,
+                };
+                (eta[i], mu[i], dmu[i]) = (e, m, link.mu_eta(e));
+            }
+        }
+        None => {
+            let eta = &s.eta[..n];
+            for i in 0..n {
+                (mu[i], dmu[i]) = link.inverse_and_mu_eta(eta[i]);
+            }
+        }
     }
+    let eta = &s.eta[..n];
     let (mut boundary, mut perfect, mut invalid) = (0u64, 0u64, 0u64);
     for i in 0..n {
         let (yi, a, e, m, d) = (y[i], wt[i], eta[i], mu[i], dmu[i]);
@@ -919,23 +964,23 @@ fn rows_fast(family: Family, link: Link, rhs: Rhs, tiny: f64, v: &ChunkView, s: 
     // per row; a 0/1 label's is 2 ln(1/μ) or 2 ln(1/(1 − μ))).
     for i in 0..n {
         let (yi, a, m) = (y[i], wt[i], mu[i]);
-        let (dev, scale) = match family {
-            Family::Binomial => {
-                let t = ln(1.0 / if yi == 1.0 { m } else { 1.0 - m });
-                (2.0 * t, 2.0 * (1.0 + t.abs()))
-            }
-            Family::Poisson => {
-                let ylogy = if yi > 0.0 { yi * ln(yi / m) } else { 0.0 };
-                (2.0 * (ylogy - (yi - m)), 2.0 * (yi.abs() + m.abs()))
-            }
-            _ => ((yi - m) * (yi - m), 2.0 * (yi - m).abs() * (yi.abs() + m.abs())),
-        };
+        let (dev, scale) = fast_unit_deviance(family, yi, m);
         let scale = a * scale;
         let bad = m.is_nan();
         dmu[i] = if bad { 0.0 } else { a * dev };
         mu[i] = if bad | !scale.is_finite() { 0.0 } else { scale * scale };
     }
     acc.dev.add_all(dmu);
+    if let Some(m0) = null_mean {
+        // The null model's terms (in `terms`, free since the Pearson sum) for the rows with a
+        // deviance: those whose weight and working response are set (w > 0 or, for a valid
+        // row of weight 0, nothing to add anyway).
+        for i in 0..n {
+            let t = wt[i] * fast_unit_deviance(family, y[i], m0).0;
+            terms[i] = if w[i] == 0.0 { 0.0 } else { t };
+        }
+        acc.null_dev.add_all(terms);
+    }
     acc.dev_scale += crate::linalg::sum_in_lanes(mu);
 }
 
@@ -1456,7 +1501,8 @@ mod tests {
                     .collect();
                 let y: Vec<f64> = eta
                     .iter()
-                    .map(|&e| match family {
+                    .map(|&e| if e.is_nan() { 0.0 } else { e })
+                    .map(|e| match family {
                         Family::Binomial => (unif() < 0.5) as u8 as f64,
                         Family::Poisson => (unif() * 4.0 * e.clamp(-5.0, 2.0).exp()).floor(),
                         _ => e + unif() - 0.5,
@@ -1470,46 +1516,64 @@ mod tests {
                     ..Default::default()
                 };
                 let v = chunk.view();
-                let args = RowArgs {
-                    eval: Eval::Beta(&[]),
-                    null: NullModel::Separate,
-                    rhs,
-                    tiny: 10.0 * f64::EPSILON,
-                };
-                let run = |fast: bool| {
-                    let mut s = Scratch {
-                        eta: eta.clone(),
-                        w: vec![0.0; n],
-                        z: vec![0.0; n],
-                        ..Default::default()
+                // At β without the null model, and at R's start with it.
+                for (eval, null) in [
+                    (Eval::Beta(&[]), NullModel::Separate),
+                    (Eval::Start { ybar: 0.37 }, NullModel::Mean(0.37)),
+                ] {
+                    let args = RowArgs {
+                        eval,
+                        null,
+                        rhs,
+                        tiny: 10.0 * f64::EPSILON,
                     };
-                    let mut acc = PassStats::zeros(1, 1, None);
-                    if fast {
-                        assert!(irls_rows_fast(family, link, args, &v, &mut s, &mut acc));
-                    } else {
-                        irls_rows(family, link, args, &v, &mut s, &mut acc);
+                    let run = |fast: bool| {
+                        let mut s = Scratch {
+                            eta: eta.clone(),
+                            w: vec![0.0; n],
+                            z: vec![0.0; n],
+                            ..Default::default()
+                        };
+                        let mut acc = PassStats::zeros(1, 1, None);
+                        if fast {
+                            assert!(irls_rows_fast(family, link, args, &v, &mut s, &mut acc));
+                        } else {
+                            irls_rows(family, link, args, &v, &mut s, &mut acc);
+                        }
+                        (s, acc)
+                    };
+                    let ((s0, a0), (s1, a1)) = (run(false), run(true));
+                    let what = format!("{family:?}/{link:?} {rhs:?}");
+                    // At β the same bits; at the start η = g(μ) takes `vmath::ln` instead of
+                    // libm's (1 ulp apart at most).
+                    let exact = matches!(eval, Eval::Beta(_));
+                    for (name, a, b) in [("weight", &s0.w, &s1.w), ("working response", &s0.z, &s1.z)] {
+                        for (i, (&x0, &x1)) in a.iter().zip(b).enumerate() {
+                            let ok = if exact {
+                                x0.to_bits() == x1.to_bits()
+                            } else {
+                                (x0 - x1).abs() <= 1e-14 * x0.abs() || (x0.is_nan() && x1.is_nan())
+                            };
+                            assert!(ok, "{what} {eval:?}: {name} {i}: {x0} vs {x1}");
+                        }
                     }
-                    (s, acc)
-                };
-                let ((s0, a0), (s1, a1)) = (run(false), run(true));
-                let what = format!("{family:?}/{link:?} {rhs:?}");
-                assert_eq!(s0.w, s1.w, "{what}: weights");
-                assert_eq!(s0.z, s1.z, "{what}: working responses");
-                assert_eq!(
-                    (a0.invalid, a0.boundary, a0.perfect),
-                    (a1.invalid, a1.boundary, a1.perfect),
-                    "{what}: counts"
-                );
-                assert!(a0.invalid >= 1, "{what}: the NaN row is invalid");
-                let close = |a: f64, b: f64| (a - b).abs() <= 1e-13 * a.abs().max(1e-300);
-                assert!(
-                    close(a0.dev.value(), a1.dev.value()),
-                    "{what}: deviance {} vs {}",
-                    a0.dev.value(),
-                    a1.dev.value()
-                );
-                assert!(close(a0.pearson.value(), a1.pearson.value()), "{what}: Pearson");
-                assert!(close(a0.dev_scale, a1.dev_scale), "{what}: deviance scale");
+                    assert_eq!(
+                        (a0.invalid, a0.boundary, a0.perfect),
+                        (a1.invalid, a1.boundary, a1.perfect),
+                        "{what}: counts"
+                    );
+                    assert!(!exact || a0.invalid >= 1, "{what}: the NaN row is invalid");
+                    let close = |a: f64, b: f64| (a - b).abs() <= 1e-13 * a.abs().max(1e-300);
+                    assert!(
+                        close(a0.dev.value(), a1.dev.value()),
+                        "{what}: deviance {} vs {}",
+                        a0.dev.value(),
+                        a1.dev.value()
+                    );
+                    assert!(close(a0.pearson.value(), a1.pearson.value()), "{what}: Pearson");
+                    assert!(close(a0.dev_scale, a1.dev_scale), "{what}: deviance scale");
+                    assert!(close(a0.null_dev.value(), a1.null_dev.value()), "{what}: null deviance");
+                }
             }
         }
     }

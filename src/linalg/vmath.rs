@@ -1,6 +1,7 @@
 //! `exp` and `ln` written without branches or calls, so that a loop applying them to a slice
-//! compiles to vector instructions (libm's are calls, one value at a time: in the IRLS row
-//! loop of a logistic fit they were half of its time). Same algorithms as fdlibm's `exp` and
+//! compiles to vector instructions (libm's are calls, one value at a time: in a profile of
+//! Adult's logistic fit, libm's `log` and `exp` took 12 % of the samples, the IRLS row loop
+//! around them 18 %). Same algorithms as fdlibm's `exp` and
 //! `log` (Cody–Waite reduction by ln 2, then its minimax polynomials), with the branches of the
 //! special cases turned into selects: errors below 1 ulp, as libm's, though not always the same
 //! bits.

@@ -118,21 +118,14 @@ impl Family {
     #[inline]
     pub fn unit_deviance_and_scale(self, y: f64, mu: f64) -> (f64, f64) {
         match self {
-            // A 0/1 label (the common case) needs one logarithm: d = 2 ln(1/μ) (y = 1) or
-            // 2 ln(1/(1 − μ)) (y = 0), the same operations as the general formula (and R's and
-            // statsmodels'), so the same bits; the argument is chosen without a branch (labels
-            // are unpredictable from row to row).
-            Family::Binomial if y == 0.0 || y == 1.0 => {
-                let one = ((y == 1.0) as u64).wrapping_neg();
-                let t = (1.0 / f64::from_bits((mu.to_bits() & one) | ((1.0 - mu).to_bits() & !one))).ln();
-                (2.0 * t, 2.0 * (1.0 + t.abs()))
-            }
+            // A 0/1 label (the common case) needs one logarithm.
+            Family::Binomial if y == 0.0 || y == 1.0 => bernoulli_deviance_and_scale(y, mu, f64::ln),
             Family::Binomial => {
                 let (t1, t2) = (ylogy(y, mu), ylogy(1.0 - y, 1.0 - mu));
                 (2.0 * (t1 + t2), 2.0 * (1.0 + t1.abs() + t2.abs()))
             }
-            Family::Poisson => (2.0 * (ylogy(y, mu) - (y - mu)), 2.0 * (y.abs() + mu.abs())),
-            Family::Gaussian => ((y - mu) * (y - mu), 2.0 * (y - mu).abs() * (y.abs() + mu.abs())),
+            Family::Poisson => poisson_deviance_and_scale(y, mu, f64::ln),
+            Family::Gaussian => gaussian_deviance_and_scale(y, mu),
             Family::Gamma => {
                 let r = y / mu;
                 let l = r.ln();
@@ -284,11 +277,41 @@ impl AicSums {
 
 #[inline]
 fn ylogy(y: f64, mu: f64) -> f64 {
+    ylogy_with(y, mu, f64::ln)
+}
+
+/// y·ln(y/μ), 0 at y = 0, with the logarithm `ln`.
+#[inline(always)]
+fn ylogy_with(y: f64, mu: f64, ln: impl Fn(f64) -> f64) -> f64 {
     if y > 0.0 {
-        y * (y / mu).ln()
+        y * ln(y / mu)
     } else {
         0.0
     }
+}
+
+/// A 0/1 label's unit deviance and its size ([`Family::unit_deviance_and_scale`]) with the
+/// logarithm `ln` (libm's there; `vmath::ln` in the vectorised IRLS row loop): one logarithm,
+/// d = 2 ln(1/μ) (y = 1) or 2 ln(1/(1 − μ)) (y = 0), the same operations as the general formula
+/// (and R's and statsmodels'), so with libm's `ln` the same bits. The argument is chosen without
+/// a branch (labels are unpredictable from row to row).
+#[inline(always)]
+pub(crate) fn bernoulli_deviance_and_scale(y: f64, mu: f64, ln: impl Fn(f64) -> f64) -> (f64, f64) {
+    let one = ((y == 1.0) as u64).wrapping_neg();
+    let t = ln(1.0 / f64::from_bits((mu.to_bits() & one) | ((1.0 - mu).to_bits() & !one)));
+    (2.0 * t, 2.0 * (1.0 + t.abs()))
+}
+
+/// Poisson's unit deviance and its size with the logarithm `ln`.
+#[inline(always)]
+pub(crate) fn poisson_deviance_and_scale(y: f64, mu: f64, ln: impl Fn(f64) -> f64) -> (f64, f64) {
+    (2.0 * (ylogy_with(y, mu, ln) - (y - mu)), 2.0 * (y.abs() + mu.abs()))
+}
+
+/// The Gaussian unit deviance and its size.
+#[inline(always)]
+pub(crate) fn gaussian_deviance_and_scale(y: f64, mu: f64) -> (f64, f64) {
+    ((y - mu) * (y - mu), 2.0 * (y - mu).abs() * (y.abs() + mu.abs()))
 }
 
 #[inline]

@@ -18,7 +18,10 @@ use faer::Mat;
 use libm::erfc;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::family::{valid_mu, AicSums, Family, Link};
+use super::family::{
+    bernoulli_deviance_and_scale, gaussian_deviance_and_scale, poisson_deviance_and_scale, valid_mu, AicSums, Family,
+    Link,
+};
 use crate::chunk::ChunkView;
 use crate::design::Layout;
 use crate::error::{Error, Result};
@@ -628,6 +631,7 @@ fn irls_pass_impl(
             // fold away), generic for the rest.
             let rows = RowArgs { eval, null, rhs, tiny };
             match (family, link) {
+                // The vectorised loop where it applies (it says whether it did).
                 _ if irls_rows_fast(family, link, rows, &v, &mut s, &mut acc) => {}
                 (Family::Binomial, Link::Logit) => irls_rows(Family::Binomial, Link::Logit, rows, &v, &mut s, &mut acc),
                 (Family::Poisson, Link::Log) => irls_rows(Family::Poisson, Link::Log, rows, &v, &mut s, &mut acc),
@@ -865,20 +869,14 @@ fn rows_fast_pairs(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &
 }
 
 /// [`Family::unit_deviance_and_scale`] for [`rows_fast`]'s families (binomial with a 0/1
-/// label), with `vmath::ln` and without branches. A function, not a closure: closures are not
-/// compiled with the caller's target features, and this one was not inlined.
+/// label), with `vmath::ln`. A function, not a closure: closures are not compiled with the
+/// caller's target features, and one here was not inlined (the loop ran scalar).
 #[inline(always)]
 fn fast_unit_deviance(family: Family, y: f64, mu: f64) -> (f64, f64) {
     match family {
-        Family::Binomial => {
-            let t = ln(1.0 / if y == 1.0 { mu } else { 1.0 - mu });
-            (2.0 * t, 2.0 * (1.0 + t.abs()))
-        }
-        Family::Poisson => {
-            let ylogy = if y > 0.0 { y * ln(y / mu) } else { 0.0 };
-            (2.0 * (ylogy - (y - mu)), 2.0 * (y.abs() + mu.abs()))
-        }
-        _ => ((y - mu) * (y - mu), 2.0 * (y - mu).abs() * (y.abs() + mu.abs())),
+        Family::Binomial => bernoulli_deviance_and_scale(y, mu, ln),
+        Family::Poisson => poisson_deviance_and_scale(y, mu, ln),
+        _ => gaussian_deviance_and_scale(y, mu),
     }
 }
 

@@ -126,19 +126,19 @@ pub fn x_beta(v: &ChunkView, layout: &Layout, beta: &[f64], out: &mut [f64]) {
 /// per combo (from its codes: every level counts, whatever column subset is in use), then one
 /// lookup per row.
 fn add_eta_cats(v: &ChunkView, layout: &Layout, beta: &[f64], g: &combos::ChunkGroups, out: &mut [f64]) {
-    let eta_cat: Vec<f64> = g
-        .first_row
-        .iter()
-        .map(|&i| {
-            let i = i as usize;
-            let lv = |(k, blk): (usize, &crate::design::spec::CatBlock)| {
-                blk.column(v.cat_col(k)[i]).map_or(0.0, |j| beta[j])
-            };
-            layout.cats.iter().enumerate().map(lv).sum::<f64>()
-        })
-        .collect();
+    add_per_combo(g, out, |u| {
+        let i = g.first_row[u] as usize;
+        let lv =
+            |(k, blk): (usize, &crate::design::spec::CatBlock)| blk.column(v.cat_col(k)[i]).map_or(0.0, |j| beta[j]);
+        layout.cats.iter().enumerate().map(lv).sum::<f64>()
+    });
+}
+
+/// `out[i] += value(combo of row i)`, each combo's value computed once.
+fn add_per_combo(g: &combos::ChunkGroups, out: &mut [f64], value: impl Fn(usize) -> f64) {
+    let per_combo: Vec<f64> = (0..g.len()).map(value).collect();
     for (o, &u) in out.iter_mut().zip(&g.of_row) {
-        *o += eta_cat[u as usize];
+        *o += per_combo[u as usize];
     }
 }
 
@@ -273,12 +273,7 @@ impl Sum {
     /// Add one term.
     #[inline]
     pub fn add(&mut self, x: f64) {
-        // Knuth's TwoSum: the exact rounding error of `sum + x` without a branch on which
-        // operand is larger (the same error Neumaier's ordered form computes).
-        let t = self.sum + x;
-        let z = t - self.sum;
-        self.c += (self.sum - (t - z)) + (x - z);
-        self.sum = t;
+        two_sum(&mut self.sum, &mut self.c, x);
     }
     /// Add every term of `xs`, in eight compensated partial sums (independent, so a loop of
     /// them compiles to vector instructions) merged in order: about one rounding of the total,
@@ -290,17 +285,11 @@ impl Sum {
         let mut it = xs.chunks_exact(LANES);
         for c in &mut it {
             for k in 0..LANES {
-                let t = hi[k] + c[k];
-                let z = t - hi[k];
-                lo[k] += (hi[k] - (t - z)) + (c[k] - z);
-                hi[k] = t;
+                two_sum(&mut hi[k], &mut lo[k], c[k]);
             }
         }
         for (k, &x) in it.remainder().iter().enumerate() {
-            let t = hi[k] + x;
-            let z = t - hi[k];
-            lo[k] += (hi[k] - (t - z)) + (x - z);
-            hi[k] = t;
+            two_sum(&mut hi[k], &mut lo[k], x);
         }
         for k in 0..LANES {
             self.merge(Sum { sum: hi[k], c: lo[k] });
@@ -316,6 +305,17 @@ impl Sum {
     pub fn value(&self) -> f64 {
         self.sum + self.c
     }
+}
+
+/// `sum += x` with the rounding error added to `c`: Knuth's TwoSum, the exact error of
+/// `sum + x` without a branch on which operand is larger (the same error Neumaier's ordered
+/// form computes).
+#[inline(always)]
+fn two_sum(sum: &mut f64, c: &mut f64, x: f64) {
+    let t = *sum + x;
+    let z = t - *sum;
+    *c += (*sum - (t - z)) + (x - z);
+    *sum = t;
 }
 
 /// Σ xs with eight independent partial sums (lets the compiler vectorise), added in order.
@@ -783,12 +783,7 @@ pub fn x_beta_gathered(
         // and a combo's categorical η is the sum of their β (the reference levels, absent,
         // add 0).
         (Some(g), Some(c)) if s.len() == layout.p => {
-            let eta_cat: Vec<f64> = (0..g.len())
-                .map(|u| c.of(u).iter().map(|&j| beta[j as usize]).sum())
-                .collect();
-            for (o, &u) in out.iter_mut().zip(&g.of_row) {
-                *o += eta_cat[u as usize];
-            }
+            add_per_combo(g, out, |u| c.of(u).iter().map(|&j| beta[j as usize]).sum())
         }
         (Some(g), _) => add_eta_cats(v, layout, beta, g, out),
         _ => {}

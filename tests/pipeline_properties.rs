@@ -109,6 +109,27 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / (1e-12 + b.abs())
 }
 
+/// Whether both fits converged, so that their coefficients estimate one optimum. A small random
+/// binomial frame is now and then quasi-separated: the MLE does not exist, some coefficient runs
+/// off towards ±∞ until the iteration limit, and where it stops depends on rounding (R's `glm`
+/// behaves the same), so two routes to it agree in deviance and warnings but not in β (seen:
+/// intercept −15.4725 against −15.4739 after 100 iterations, deviance equal to 7e-11). Such
+/// cases are checked for that and then rejected.
+fn both_converged(a: &Fit, b: &Fit) -> Result<bool, TestCaseError> {
+    if a.converged && b.converged {
+        return Ok(true);
+    }
+    prop_assert_eq!(a.converged, b.converged, "one route converged, the other not");
+    prop_assert_eq!(&a.warnings, &b.warnings);
+    prop_assert!(
+        rel(b.deviance, a.deviance) < 1e-8,
+        "deviance {} vs {}",
+        b.deviance,
+        a.deviance
+    );
+    Ok(false)
+}
+
 const FAMILIES: [Family; 4] = [Family::Binomial, Family::Poisson, Family::Gaussian, Family::Gamma];
 
 proptest! {
@@ -134,6 +155,7 @@ proptest! {
         let da = load(&s, &[s.path("a.parquet").display().to_string()]);
         let db = load(&s, &[s.path("b.parquet").display().to_string()]);
         let (fa, fb) = (fit_tight(&da, family), fit_tight(&db, family));
+        prop_assume!(both_converged(&fa, &fb)?);
         for j in 0..fa.beta.len() {
             prop_assert!(rel(fb.beta[j], fa.beta[j]) < 1e-8, "beta {j}: {} vs {}", fb.beta[j], fa.beta[j]);
         }
@@ -161,6 +183,7 @@ proptest! {
         write(&s, "b.parquet", &g, &id);
         let fa = fit_tight(&load(&s, &[s.path("a.parquet").display().to_string()]), family);
         let fb = fit_tight(&load(&s, &[s.path("b.parquet").display().to_string()]), family);
+        prop_assume!(both_converged(&fa, &fb)?);
         // Columns: (Intercept), x, z, g[q], g[r].
         prop_assert!(rel(fb.beta[1] * c, fa.beta[1]) < 1e-7, "x: {} · {c} vs {}", fb.beta[1], fa.beta[1]);
         for j in [0, 2, 3, 4] {
@@ -186,6 +209,7 @@ proptest! {
         let db = load(&s, &[s.path("parts").display().to_string()]);
         let (fa, fb) = (fit_tight(&da, family), fit_tight(&db, family));
         prop_assert_eq!(fa.n_obs, fb.n_obs);
+        prop_assume!(both_converged(&fa, &fb)?);
         for j in 0..fa.beta.len() {
             prop_assert!(rel(fb.beta[j], fa.beta[j]) < 1e-9, "beta {j}");
         }

@@ -1337,7 +1337,11 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let format = cli.command.log_format();
-    match run(cli) {
+    // The command runs on one of rayon's workers, so that each pass's fork-join keeps the
+    // calling thread busy with a share of the chunks: from outside the pool, every pass would
+    // hand all its chunks to the workers and sleep until they finish (one more thread to wake
+    // and put to sleep per pass).
+    match rayon::scope(move |_| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if format == LogFormat::Json {

@@ -8,7 +8,7 @@ use libm::{erfc, lgamma as ln_gamma};
 const EPS: f64 = f64::EPSILON;
 /// Logit clamp: −log(ε), where 1 + e^η no longer changes in f64. (R's `family.c` clamps at
 /// ±30 instead; μ then differs by less than 1e-13 — below every tolerance compared against R.)
-const LOGIT_THRESH: f64 = 36.04365338911715;
+pub(crate) const LOGIT_THRESH: f64 = 36.04365338911715;
 /// R's probit threshold: −qnorm(ε).
 const PROBIT_THRESH: f64 = 8.125890664701906;
 

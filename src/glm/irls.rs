@@ -20,7 +20,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::family::{
     bernoulli_deviance_and_scale, gaussian_deviance_and_scale, poisson_deviance_and_scale, valid_mu, AicSums, Family,
-    Link,
+    Link, LOGIT_THRESH,
 };
 use crate::chunk::ChunkView;
 use crate::design::Layout;
@@ -28,9 +28,9 @@ use crate::error::{Error, Result};
 use crate::ingest::Dataset;
 use crate::linalg::block::{sandwich_cross, BlockGram, BlockSplit, InfoFactor, InformationBlocks, SchurFactor};
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
-use crate::linalg::vmath::ln;
+use crate::linalg::vmath::{exp, ln};
 use crate::linalg::{
-    sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, SandwichScratch, Sum,
+    sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, LaneSums, SandwichScratch, Sum,
 };
 
 /// Relative resolution of a deviance summed over `n` rows: ε·max(16, √n). The sum itself is
@@ -862,9 +862,46 @@ fn rows_fast_avx2(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &m
 #[inline(always)]
 fn rows_fast_pairs(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
     match (family, link) {
+        (Family::Binomial, Link::Logit) if fa.start.is_none() && fa.null_mean.is_none() => rows_logit01(fa, v, s, acc),
         (Family::Binomial, Link::Logit) => rows_fast(Family::Binomial, Link::Logit, fa, v, s, acc),
         (Family::Poisson, Link::Log) => rows_fast(Family::Poisson, Link::Log, fa, v, s, acc),
         _ => rows_fast(Family::Gaussian, Link::Identity, fa, v, s, acc),
+    }
+}
+
+/// One valid row's IRLS quantities from μ and μ′ = dμ/dη: the Pearson term a(y − μ)²/V(μ), the
+/// weight a·μ′²/V(μ), the working response (η − offset) + (y − μ)/μ′ (or the working residual
+/// alone), and whether μ is at the family's boundary or the row fitted exactly.
+#[derive(Clone, Copy)]
+struct RowTerms {
+    pearson: f64,
+    w: f64,
+    z: f64,
+    at_boundary: bool,
+    perfect: bool,
+}
+
+/// [`RowTerms`] of a row with label `y`, prior weight `a`, linear predictor less offset
+/// `eta_less_offset`, mean `m` and μ′ `d`. A function, not a closure (see
+/// [`fast_unit_deviance`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row_terms(family: Family, rhs: Rhs, tiny: f64, y: f64, a: f64, eta_less_offset: f64, m: f64, d: f64) -> RowTerms {
+    let var = family.variance(m);
+    let r = y - m;
+    RowTerms {
+        pearson: a * r * r / var,
+        w: a * d * d / var,
+        z: match rhs {
+            Rhs::WorkingResponse => eta_less_offset + r / d,
+            Rhs::Score => r / d,
+        },
+        at_boundary: match family {
+            Family::Binomial => (m < tiny) | (m > 1.0 - tiny),
+            Family::Poisson => m < tiny,
+            _ => false,
+        },
+        perfect: r.abs() < 1e-6,
     }
 }
 
@@ -935,22 +972,12 @@ fn rows_fast(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Sc
         let (yi, a, e, m, d) = (y[i], wt[i], eta[i], mu[i], dmu[i]);
         let bad = (a == 0.0) | !valid_mu(family, m) | !e.is_finite();
         invalid += (bad & (a != 0.0)) as u64;
-        let var = family.variance(m);
-        let r = yi - m;
-        terms[i] = if bad { 0.0 } else { a * r * r / var };
-        let at_boundary = match family {
-            Family::Binomial => (m < tiny) | (m > 1.0 - tiny),
-            Family::Poisson => m < tiny,
-            _ => false,
-        };
-        boundary += (!bad & at_boundary) as u64;
-        perfect += (!bad & (r.abs() < 1e-6)) as u64;
-        let zi = match rhs {
-            Rhs::WorkingResponse => (e - off[i]) + r / d,
-            Rhs::Score => r / d,
-        };
-        z[i] = if bad { 0.0 } else { zi };
-        w[i] = if bad { 0.0 } else { a * d * d / var };
+        let row = row_terms(family, rhs, tiny, yi, a, e - off[i], m, d);
+        terms[i] = if bad { 0.0 } else { row.pearson };
+        boundary += (!bad & row.at_boundary) as u64;
+        perfect += (!bad & row.perfect) as u64;
+        z[i] = if bad { 0.0 } else { row.z };
+        w[i] = if bad { 0.0 } else { row.w };
         // No deviance for an invalid row (see below).
         mu[i] = if bad { f64::NAN } else { m };
     }
@@ -980,6 +1007,101 @@ fn rows_fast(family: Family, link: Link, fa: FastArgs, v: &ChunkView, s: &mut Sc
         acc.null_dev.add_all(terms);
     }
     acc.dev_scale += crate::linalg::sum_in_lanes(mu);
+}
+
+/// [`rows_fast`] for binomial–logit with 0/1 labels at β (no null model): one loop, one `exp`,
+/// one division and one `ln` per row. With u = e^(−η) for y = 1 and e^η for y = 0 (the odds
+/// against the label) and q = 1/(1 + u): μ = q or u·q, μ(1 − μ) = u·q², the IRLS weight
+/// a·u·q², (y − μ)/μ′ = ±(1 + u), the Pearson term a·u and the unit deviance 2a·ln(1 + u)
+/// (= 2 ln(1/μ) or 2 ln(1/(1 − μ))). The same quantities as R's formulas, a rounding or two
+/// apart. Rows of weight 0 or with |η| past R's threshold (or not finite) are redone after the
+/// loop with the general formulas (R's floor on μ′ there).
+#[inline(always)]
+fn rows_logit01(fa: FastArgs, v: &ChunkView, s: &mut Scratch, acc: &mut PassStats) {
+    let (tiny, working) = (fa.tiny, matches!(fa.rhs, Rhs::WorkingResponse));
+    let n = v.n;
+    let (y, wt, off, eta) = (&v.y[..n], &v.weight[..n], &v.offset[..n], &s.eta[..n]);
+    let (w, z) = (&mut s.w[..n], &mut s.z[..n]);
+    let (mut boundary, mut perfect, mut redo) = (0u64, 0u64, 0u64);
+    let (mut pearson, mut dev_sum, mut dev_scale) = (LaneSums::default(), LaneSums::default(), 0.0);
+    // Per-row terms of the sums, a tile at a time (summed while in L1; a multiple of the
+    // lanes, so the sums are those of the whole chunk's terms).
+    const TILE: usize = 512;
+    let (mut terms, mut dev, mut scale2) = ([0.0f64; TILE], [0.0f64; TILE], [0.0f64; TILE]);
+    let (mut odds, mut logs) = ([0.0f64; TILE], [0.0f64; TILE]);
+    for t0 in (0..n).step_by(TILE) {
+        let len = TILE.min(n - t0);
+        // Three loops, each with a short chain per row (`exp`; `ln`; a division and the
+        // rest), so that the CPU overlaps many rows instead of waiting on one row's chain.
+        for k in 0..len {
+            let e = eta[t0 + k];
+            odds[k] = exp(if y[t0 + k] == 1.0 { -e } else { e });
+        }
+        for k in 0..len {
+            logs[k] = ln(1.0 + odds[k]);
+        }
+        for k in 0..len {
+            let i = t0 + k;
+            let (yi, a, e, u, t) = (y[i], wt[i], eta[i], odds[k], logs[k]);
+            let one = yi == 1.0;
+            let other = logit_redo(a, e);
+            redo += other as u64;
+            let q = 1.0 / (1.0 + u);
+            let mu = if one { q } else { u * q };
+            let r = u * q; // |y − μ|
+            w[i] = a * (r * q);
+            let step = if one { 1.0 + u } else { -(1.0 + u) };
+            z[i] = if working { (e - off[i]) + step } else { step };
+            terms[k] = a * u;
+            dev[k] = a * (2.0 * t);
+            let sc = a * (2.0 * (1.0 + t));
+            scale2[k] = sc * sc;
+            boundary += (!other & ((mu < tiny) | (mu > 1.0 - tiny))) as u64;
+            perfect += (!other & (r < 1e-6)) as u64;
+        }
+        if redo > 0 {
+            for k in 0..len {
+                let i = t0 + k;
+                let (yi, a, e) = (y[i], wt[i], eta[i]);
+                if !logit_redo(a, e) {
+                    continue;
+                }
+                let (m, d) = Link::Logit.inverse_and_mu_eta(e);
+                if (a == 0.0) | !valid_mu(Family::Binomial, m) | !e.is_finite() {
+                    acc.invalid += (a != 0.0) as u64;
+                    (terms[k], z[i], w[i], dev[k], scale2[k]) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                    continue;
+                }
+                let row = row_terms(Family::Binomial, fa.rhs, tiny, yi, a, e - off[i], m, d);
+                terms[k] = row.pearson;
+                boundary += row.at_boundary as u64;
+                perfect += row.perfect as u64;
+                z[i] = row.z;
+                w[i] = row.w;
+                let (dv, sc) = bernoulli_deviance_and_scale(yi, m, ln);
+                let sc = a * sc;
+                dev[k] = a * dv;
+                scale2[k] = if sc.is_finite() { sc * sc } else { 0.0 };
+            }
+            redo = 0;
+        }
+        pearson.add_all(&terms[..len]);
+        dev_sum.add_all(&dev[..len]);
+        dev_scale += crate::linalg::sum_in_lanes(&scale2[..len]);
+    }
+    acc.pearson.merge_lanes(&pearson);
+    acc.dev.merge_lanes(&dev_sum);
+    acc.boundary += boundary;
+    acc.perfect += perfect;
+    acc.dev_scale += dev_scale;
+}
+
+/// Whether [`rows_logit01`] redoes a row with the general formulas: weight 0, or η past R's
+/// threshold or not a number.
+#[inline(always)]
+fn logit_redo(a: f64, eta: f64) -> bool {
+    let inside = eta.abs() <= LOGIT_THRESH;
+    (a == 0.0) | !inside
 }
 
 /// Coefficient names for a warning: all of them up to [`MAX_NAMES_LISTED`], else that many and
@@ -1542,12 +1664,23 @@ mod tests {
                     };
                     let ((s0, a0), (s1, a1)) = (run(false), run(true));
                     let what = format!("{family:?}/{link:?} {rhs:?}");
-                    // At β the same bits; at the start η = g(μ) takes `vmath::ln` instead of
+                    // At β the same bits, except binomial–logit's loop (`rows_logit01`), whose
+                    // formulas avoid R's 1 − μ: R's weight and working response carry its
+                    // cancellation, a relative error up to ~ε/min(μ, 1 − μ), so that is the
+                    // tolerance there. At the start η = g(μ) takes `vmath::ln` instead of
                     // libm's (1 ulp apart at most).
                     let exact = matches!(eval, Eval::Beta(_));
+                    let logit = exact && family == Family::Binomial;
                     for (name, a, b) in [("weight", &s0.w, &s1.w), ("working response", &s0.z, &s1.z)] {
                         for (i, (&x0, &x1)) in a.iter().zip(b).enumerate() {
-                            let ok = if exact {
+                            let ok = if logit {
+                                let mu = link.inverse(eta[i]);
+                                let near = mu.min(1.0 - mu);
+                                let size = x0.abs() + if name == "weight" { 0.0 } else { 1.0 / near };
+                                x0 == x1
+                                    || (x0 - x1).abs() <= (1e-13 + 8.0 * f64::EPSILON / near) * size
+                                    || (x0.is_nan() && x1.is_nan())
+                            } else if exact {
                                 x0.to_bits() == x1.to_bits()
                             } else {
                                 (x0 - x1).abs() <= 1e-14 * x0.abs() || (x0.is_nan() && x1.is_nan())
@@ -1569,7 +1702,15 @@ mod tests {
                         a1.dev.value()
                     );
                     assert!(close(a0.pearson.value(), a1.pearson.value()), "{what}: Pearson");
-                    assert!(close(a0.dev_scale, a1.dev_scale), "{what}: deviance scale");
+                    // The deviance's size (a rounding-noise bound, summed plainly) carries R's
+                    // 1 − μ in the general loop: see the weights above.
+                    let scale_tol = if logit { 1e-10 } else { 1e-13 };
+                    assert!(
+                        (a0.dev_scale - a1.dev_scale).abs() <= scale_tol * a0.dev_scale.abs(),
+                        "{what}: deviance scale {} vs {}",
+                        a0.dev_scale,
+                        a1.dev_scale
+                    );
                     assert!(close(a0.null_dev.value(), a1.null_dev.value()), "{what}: null deviance");
                 }
             }

@@ -63,6 +63,18 @@ pub(crate) struct ComboEntries {
     key: Vec<u32>,
     pub(crate) ptr: Vec<u32>,
     pub(crate) cats: Vec<u32>,
+    /// Per combo, the positions in an m × m column-major matrix of its categorical pairs
+    /// (a, b), b < a (below the diagonal), for the m they were made for: see
+    /// [`ComboEntries::pairs`].
+    pairs: OnceLock<PairOffsets>,
+}
+
+/// [`ComboEntries::pairs`]' table: combo u's positions are `pos[ptr[u]..ptr[u + 1]]`.
+#[derive(Debug)]
+pub(crate) struct PairOffsets {
+    m: usize,
+    pub(crate) ptr: Vec<u32>,
+    pub(crate) pos: Vec<u32>,
 }
 
 impl ComboEntries {
@@ -73,6 +85,7 @@ impl ComboEntries {
             key: cat_locals.concat(),
             ptr: Vec::with_capacity(g.len() + 1),
             cats: Vec::with_capacity(g.len() * codes.len()),
+            pairs: OnceLock::new(),
         };
         e.ptr.push(0);
         for &i in &g.first_row {
@@ -93,8 +106,40 @@ impl ComboEntries {
         &self.cats[self.ptr[u] as usize..self.ptr[u + 1] as usize]
     }
 
+    /// The combos' categorical pairs below the diagonal as positions in the m × m
+    /// (column-major) sandwich: the entries a combo's weight is added to, found once per fit
+    /// instead of once per pass.
+    /// `None` when m² does not fit the positions' u32. Made on first use for the first m asked
+    /// (a subset has one m); another m gets `None`.
+    pub(crate) fn pairs(&self, m: usize) -> Option<&PairOffsets> {
+        if m.checked_mul(m).is_none_or(|mm| mm > u32::MAX as usize) {
+            return None;
+        }
+        let t = self.pairs.get_or_init(|| {
+            let mut t = PairOffsets {
+                m,
+                ptr: Vec::with_capacity(self.ptr.len()),
+                pos: Vec::new(),
+            };
+            t.ptr.push(0);
+            for u in 0..self.ptr.len().saturating_sub(1) {
+                let c = self.of(u);
+                for (a, &ca) in c.iter().enumerate() {
+                    for &cb in &c[..a] {
+                        t.pos.push((ca as usize + cb as usize * m) as u32);
+                    }
+                }
+                t.ptr.push(t.pos.len() as u32);
+            }
+            t
+        });
+        (t.m == m).then_some(t)
+    }
+
     fn bytes(&self) -> usize {
-        4 * (self.key.len() + self.ptr.len() + self.cats.len())
+        // The pair table, made later, is k(k − 1)/2 per combo of k factors.
+        let k = (self.cats.len() / self.ptr.len().max(1)).max(1);
+        4 * (self.key.len() + 2 * self.ptr.len() + self.cats.len() * (1 + k / 2))
     }
 
     fn matches(&self, cat_locals: &[Vec<u32>]) -> bool {

@@ -7,6 +7,7 @@
 pub mod block;
 pub mod chol;
 pub mod combos;
+pub mod narrow;
 pub mod pass;
 pub mod vmath;
 
@@ -275,24 +276,22 @@ impl Sum {
     pub fn add(&mut self, x: f64) {
         two_sum(&mut self.sum, &mut self.c, x);
     }
-    /// Add every term of `xs`, in eight compensated partial sums (independent, so a loop of
-    /// them compiles to vector instructions) merged in order: about one rounding of the total,
-    /// as term by term, though not always the same bits.
+    /// Add every term of `xs`, in 32 compensated partial sums ([`LaneSums`]) merged in order:
+    /// about one rounding of the total, as term by term, though not always the same bits.
     #[inline(always)]
     pub fn add_all(&mut self, xs: &[f64]) {
-        const LANES: usize = 8;
-        let (mut hi, mut lo) = ([0.0f64; LANES], [0.0f64; LANES]);
-        let mut it = xs.chunks_exact(LANES);
-        for c in &mut it {
-            for k in 0..LANES {
-                two_sum(&mut hi[k], &mut lo[k], c[k]);
-            }
-        }
-        for (k, &x) in it.remainder().iter().enumerate() {
-            two_sum(&mut hi[k], &mut lo[k], x);
-        }
-        for k in 0..LANES {
-            self.merge(Sum { sum: hi[k], c: lo[k] });
+        let mut lanes = LaneSums::default();
+        lanes.add_all(xs);
+        self.merge_lanes(&lanes);
+    }
+
+    /// Merge the lanes of a [`LaneSums`], in order.
+    pub fn merge_lanes(&mut self, l: &LaneSums) {
+        for k in 0..LANE_SUMS {
+            self.merge(Sum {
+                sum: l.hi[k],
+                c: l.lo[k],
+            });
         }
     }
 
@@ -304,6 +303,55 @@ impl Sum {
     /// The total.
     pub fn value(&self) -> f64 {
         self.sum + self.c
+    }
+}
+
+/// Lanes of [`LaneSums`].
+const LANE_SUMS: usize = 32;
+
+/// 32 compensated partial sums, term k of a piece into lane k mod 32. Fed in pieces that are
+/// multiples of 32 terms (but the last), they hold what one [`Sum::add_all`] over the whole
+/// would: a loop can sum a tile of terms while it is in L1 instead of storing every term.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneSums {
+    hi: [f64; LANE_SUMS],
+    lo: [f64; LANE_SUMS],
+}
+
+impl Default for LaneSums {
+    fn default() -> Self {
+        LaneSums {
+            hi: [0.0; LANE_SUMS],
+            lo: [0.0; LANE_SUMS],
+        }
+    }
+}
+
+impl LaneSums {
+    /// Add the terms of `xs`. Each TwoSum step is written array by array, which LLVM turns into
+    /// vector instructions; written lane by lane (`two_sum` per lane) it stayed scalar (`perf
+    /// annotate` of the IRLS row loop showed one `addsd` chain per lane).
+    #[inline(always)]
+    pub fn add_all(&mut self, xs: &[f64]) {
+        let (hi, lo) = (&mut self.hi, &mut self.lo);
+        let mut it = xs.chunks_exact(LANE_SUMS);
+        for c in &mut it {
+            let c: &[f64; LANE_SUMS] = c.try_into().expect("chunks_exact");
+            let (mut t, mut z) = ([0.0f64; LANE_SUMS], [0.0f64; LANE_SUMS]);
+            for k in 0..LANE_SUMS {
+                t[k] = hi[k] + c[k];
+            }
+            for k in 0..LANE_SUMS {
+                z[k] = t[k] - hi[k];
+            }
+            for k in 0..LANE_SUMS {
+                lo[k] += (hi[k] - (t[k] - z[k])) + (c[k] - z[k]);
+            }
+            *hi = t;
+        }
+        for (k, &x) in it.remainder().iter().enumerate() {
+            two_sum(&mut hi[k], &mut lo[k], x);
+        }
     }
 }
 
@@ -362,6 +410,10 @@ pub struct SandwichScratch {
     cross: Vec<f64>,
     /// Per level combo: Σwᵢ, Σwᵢzᵢ and Σwᵢ·xᵢ over the dense-like columns (`d + 2` each).
     combo_sums: Vec<f64>,
+    /// The same as one record per combo, when [`narrow::narrow_gram`] summed them.
+    combo_records: Vec<narrow::ComboRecord>,
+    /// Per local column, the records of the combos holding it, summed.
+    per_cat: Vec<narrow::ComboRecord>,
     entries: SubsetEntries,
 }
 
@@ -541,7 +593,40 @@ pub fn sandwich_gathered(
     let d = dl.len();
     // Dense × dense: B = diag(w) X_D (kept in `scratch.b`, column-major, the intercept's column
     // being w), acc[0..d, 0..d] += X_Dᵀ B (lower).
-    if d > 0 {
+    let i0 = usize::from(d > 0 && dl[0].1.is_none());
+    let mut narrow_records = false;
+    if i0 == 1 && d - 1 == layout.n_dense && layout.n_dense <= narrow::MAX_NARROW && narrow::available() {
+        // The intercept and a narrow dense block: one walk with the sums in registers.
+        let nd = d - 1;
+        let (z, sc) = match score.as_mut() {
+            Some((z, sc)) => (Some(*z), Some(&mut **sc)),
+            None => (None, None),
+        };
+        // Rows grouped by their levels (and the combos' pair positions at hand): the kernel
+        // sums each combo's record itself. Otherwise it writes B, which the general grouped
+        // and per-row code below read.
+        let grouped = scratch
+            .entries
+            .groups
+            .as_deref()
+            .filter(|_| scratch.entries.combo.as_deref().is_some_and(|c| c.pairs(m).is_some()));
+        let out = match grouped {
+            Some(g) => {
+                scratch.combo_records.clear();
+                scratch.combo_records.resize(g.len(), narrow::ComboRecord::default());
+                narrow::Products::Combos {
+                    of_row: &g.of_row[..n],
+                    records: &mut scratch.combo_records,
+                }
+            }
+            None => {
+                scratch.b.resize(n * d, 0.0);
+                narrow::Products::Columns(&mut scratch.b)
+            }
+        };
+        narrow_records = matches!(out, narrow::Products::Combos { .. });
+        narrow::narrow_gram(n, nd, w, z, &v.dense[..n * nd], out, acc, m, sc);
+    } else if d > 0 {
         scratch.b.resize(n * d, 0.0);
         for (col, &(_, src)) in dl.iter().enumerate() {
             let b = &mut scratch.b[col * n..(col + 1) * n];
@@ -555,7 +640,6 @@ pub fn sandwich_gathered(
             }
         }
         let accm = MatMut::from_column_major_slice_mut(acc, m, m);
-        let i0 = usize::from(dl[0].1.is_none());
         let nd = d - i0;
         if nd == layout.n_dense {
             // Every dense column is in the subset: X_D is the chunk's dense block itself, and
@@ -621,6 +705,34 @@ pub fn sandwich_gathered(
         // Sum wᵢ, wᵢzᵢ and wᵢ·xᵢ (dense-like) per combo, one quantity at a time (its per-combo
         // sums, a few thousand, stay in L1), then add each combo like a row.
         let nc = g.len();
+        if let (true, Some(c)) = (narrow_records, e.combo.as_deref()) {
+            // Each combo's weight into its categorical pairs (positions found once per fit),
+            // its whole record into each of its categories' (diagonal, score, cross products).
+            let pairs = c.pairs(m).expect("checked before the walk");
+            let per_cat = &mut scratch.per_cat;
+            per_cat.clear();
+            per_cat.resize(m, narrow::ComboRecord::default());
+            let tables = narrow::ComboTables {
+                cat_ptr: &c.ptr,
+                cats: &c.cats,
+                pair_ptr: &pairs.ptr,
+                pairs: &pairs.pos,
+            };
+            narrow::add_combo_records(&scratch.combo_records[..nc], tables, acc, per_cat);
+            let mut sc = score.as_mut().map(|(_, sc)| &mut **sc);
+            for (r, t) in per_cat.iter().enumerate().skip(d) {
+                let t = &t.0;
+                acc[r * m + r] += t[0];
+                acc[r] += t[0];
+                for (j, &x) in t[2..d + 1].iter().enumerate() {
+                    acc[(j + 1) * m + r] += x;
+                }
+                if let Some(sc) = sc.as_deref_mut() {
+                    sc[r] += t[1];
+                }
+            }
+            return;
+        }
         let t = d + 2;
         let sums = &mut scratch.combo_sums;
         sums.clear();

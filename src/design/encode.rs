@@ -221,6 +221,40 @@ pub fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
     (0..n).map(get).collect()
 }
 
+/// For each row, whether its value, formatted as [`filter_strings`] formats it, is one of
+/// `values` (nulls never match). Strings are compared in place, and a dictionary's values once
+/// each rather than once per row: a `--filter` on a dictionary-encoded column costs a key lookup
+/// per row, not a string allocation.
+pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
+    let n = arr.len();
+    if let Some(d) = arr.as_any_dictionary_opt() {
+        let hit = filter_matches(d.values().as_ref(), values);
+        let keys = d.normalized_keys();
+        return (0..n)
+            .map(|i| !d.is_null(i) && hit.get(keys[i]).copied().unwrap_or(false))
+            .collect();
+    }
+    let any = |s: &str| values.iter().any(|w| w == s);
+    match arr.data_type() {
+        DataType::Utf8 => {
+            let a = arr.as_string::<i32>();
+            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
+        }
+        DataType::LargeUtf8 => {
+            let a = arr.as_string::<i64>();
+            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
+        }
+        DataType::Utf8View => {
+            let a = arr.as_string_view();
+            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
+        }
+        _ => filter_strings(arr)
+            .iter()
+            .map(|v| v.as_deref().is_some_and(any))
+            .collect(),
+    }
+}
+
 /// String value `j` of a dictionary's values array.
 fn dict_str(values: &dyn Array, j: usize) -> &str {
     match values.data_type() {
@@ -455,9 +489,9 @@ impl<'a> Encoder<'a> {
         // 1. Filters.
         let mut keep = vec![true; n];
         for f in &spec.filters {
-            let s = filter_strings(column(batch, &f.column, file)?.as_ref());
-            for (k, v) in keep.iter_mut().zip(&s) {
-                *k &= v.as_ref().is_some_and(|v| f.values.iter().any(|w| w == v));
+            let hit = filter_matches(column(batch, &f.column, file)?.as_ref(), &f.values);
+            for (k, h) in keep.iter_mut().zip(hit) {
+                *k &= h;
             }
         }
         counts.filtered_out = keep.iter().filter(|k| !**k).count() as u64;
@@ -730,5 +764,48 @@ impl<'a> Encoder<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{BooleanArray, DictionaryArray, Int64Array, LargeStringArray, StringArray, StringViewArray};
+    use std::sync::Arc;
+
+    /// `filter_matches` agrees with comparing `filter_strings`' per-row strings, for every
+    /// array kind `--filter` meets, nulls (in keys and in a dictionary's values) included.
+    #[test]
+    fn filter_matches_agrees_with_filter_strings() {
+        let strs = [Some("train"), None, Some("test"), Some("train"), Some("")];
+        let dict_values = StringArray::from(vec![Some("test"), None, Some("train")]);
+        let keys = arrow_array::Int32Array::from(vec![Some(2), Some(0), None, Some(1), Some(2), Some(0)]);
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(strs.to_vec())),
+            Arc::new(LargeStringArray::from(strs.to_vec())),
+            Arc::new(StringViewArray::from(strs.to_vec())),
+            Arc::new(DictionaryArray::new(keys, Arc::new(dict_values))),
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(2), Some(-3)])),
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+        ];
+        let wanted: [&[&str]; 5] = [&["train"], &["test", "train"], &[""], &["1", "-3"], &["true"]];
+        for arr in &arrays {
+            for want in wanted {
+                let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+                let expect: Vec<bool> = filter_strings(arr.as_ref())
+                    .iter()
+                    .map(|v| v.as_ref().is_some_and(|v| want.contains(v)))
+                    .collect();
+                assert_eq!(
+                    filter_matches(arr.as_ref(), &want),
+                    expect,
+                    "{:?} {want:?}",
+                    arr.data_type()
+                );
+            }
+        }
+        // The dictionary rows: train, test, null key, null value, train, test.
+        let hit = filter_matches(arrays[3].as_ref(), &["train".to_string()]);
+        assert_eq!(hit, [true, false, false, false, true, false]);
     }
 }

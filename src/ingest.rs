@@ -4,9 +4,11 @@
 //! Parquet again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 use crate::design::encode::SPARSE_TERM_SHIFT;
@@ -344,15 +346,19 @@ fn build(
     let n_sparse = spec.sparse.len();
     progress.start("ingest", set.n_rows());
     let totals = Mutex::new((RowCounts::default(), vec![None::<u64>; n_sparse]));
+    // A row group decodes serially, so its batches are encoded and written on other threads
+    // while the next one decodes. When as many batches wait as there are threads, the decoding
+    // thread encodes the next one itself: memory stays bounded by the batch size, whatever the
+    // row group's.
+    let max_waiting = rayon::current_num_threads();
     let results: Vec<Result<Vec<ChunkEntry>>> = tasks
         .par_iter()
         .map(|&task| {
-            let mut entries = Vec::new();
             let first = set.files[task.file].first_row_id;
             let path = &set.files[task.file].path;
-            let mut batch_no = 0usize;
-            set.read_row_group(task, &columns, opts.chunk_rows, |batch, file_row0| {
+            let encode_one = |batch: RecordBatch, file_row0: u64, batch_no: usize| -> Result<Option<ChunkEntry>> {
                 let enc = encoder.encode(&batch, first + file_row0, path, file_row0)?;
+                drop(batch);
                 progress.advance(enc.counts.read);
                 {
                     let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
@@ -366,13 +372,51 @@ fn build(
                         }
                     }
                 }
-                if enc.chunk.n_rows() > 0 {
-                    let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
-                    entries.push(builder.write_chunk(&name, &enc.chunk)?);
+                if enc.chunk.n_rows() == 0 {
+                    return Ok(None);
                 }
-                batch_no += 1;
-                Ok(())
-            })?;
+                let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
+                builder.write_chunk(&name, &enc.chunk).map(Some)
+            };
+            let done: Mutex<Vec<(usize, Result<Option<ChunkEntry>>)>> = Mutex::new(Vec::new());
+            let waiting = AtomicUsize::new(0);
+            let failed = AtomicBool::new(false);
+            let finish_one = |no: usize, r: Result<Option<ChunkEntry>>| {
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((no, r));
+            };
+            let (encode_one, finish_one, waiting) = (&encode_one, &finish_one, &waiting);
+            let read = rayon::scope(|s| {
+                let mut batch_no = 0usize;
+                set.read_row_group(task, &columns, opts.chunk_rows, |batch, file_row0| {
+                    if failed.load(Ordering::Relaxed) {
+                        // A batch failed: the error of the first failing batch is reported below.
+                        return Err(Error::Input(String::new()));
+                    }
+                    let no = batch_no;
+                    batch_no += 1;
+                    if waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
+                        waiting.fetch_sub(1, Ordering::AcqRel);
+                        finish_one(no, encode_one(batch, file_row0, no));
+                    } else {
+                        s.spawn(move |_| {
+                            finish_one(no, encode_one(batch, file_row0, no));
+                            waiting.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                    Ok(())
+                })
+            });
+            // Batch order, so that the chunks (and a failure's message) are those of a serial read.
+            let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+            done.sort_by_key(|d| d.0);
+            let mut entries = Vec::with_capacity(done.len());
+            for (_, r) in done {
+                entries.extend(r?);
+            }
+            read?;
             Ok(entries)
         })
         .collect();

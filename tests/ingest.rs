@@ -423,3 +423,53 @@ fn cache_is_reused_and_rebuilt_when_stale_or_damaged() {
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// A row group's batches are encoded on other threads while the next decodes; a bad value must
+/// still be reported at the first bad row of the file, as a serial read would, with one thread
+/// or two, and leave no cache behind. Here one row group of 400 rows, 10-row batches, and
+/// infinite values at rows 157, 171 and 343 (batches 15, 17 and 34: the later ones may be in
+/// flight, or done first, when batch 15 fails).
+#[test]
+fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
+    use arrow_array::{ArrayRef, Float64Array, StringArray};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 400;
+    let mut x: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+    x[157] = f64::INFINITY;
+    x[171] = f64::INFINITY;
+    x[343] = f64::NEG_INFINITY;
+    let y: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
+    let g: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("y", Arc::new(Float64Array::from(y))),
+        ("x", Arc::new(Float64Array::from(x))),
+        ("g", Arc::new(StringArray::from(g))),
+    ];
+    let b = RecordBatch::try_from_iter(cols).unwrap();
+    let path = tmp.path().join("bad.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    let input = [path.display().to_string()];
+    for threads in [1, 2, 2, 2, 2, 2] {
+        let cache = tmp.path().join(format!("cache-{threads}"));
+        let opts = IngestOptions {
+            cache_dir: Some(cache.clone()),
+            chunk_rows: 10,
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let err = pool
+            .install(|| fulcrum::load(&input, &model("y ~ x + g", &[]), &opts, &NoProgress))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 157") && err.contains("column 'x'"),
+            "{threads} threads: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{threads} threads: a failed build left {left:?}");
+    }
+}

@@ -2,7 +2,7 @@
 """Interleaved before/after timing of two fulcrum builds, for changes too small for the
 whole-benchmark scripts to resolve (a 10 % kernel change is within their run-to-run noise).
 
-  python3 scripts/ab_timing.py A B [--case adult-fit|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8]
+  python3 scripts/ab_timing.py A B [--case adult-fit|adult-build|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8] [--wall]
 
 A and B are git revisions (built with `cargo build --release` from a `git worktree` of each, into
 target/ab/<sha>/fulcrum; the target dir is shared so only fulcrum itself is recompiled) or paths
@@ -11,10 +11,14 @@ binary's cache) and `--runs` timed runs with the cache reused, and takes the med
 `timing_s` field of summary.json:
 
   adult-fit        fit_total of `fit` on fixtures/adult.parquet (split = train, with native_country)
+  adult-build      ingest of the same `fit`, with the cache removed before every run (a cache build)
   adult-diagnose   diagnostics of `diagnose` on the same
   1m-fit           fit_total of `fit` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
   1m-diagnose      diagnostics of `diagnose` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
                    (generate it with scripts/bench_fit.sh first)
+
+--wall takes the whole process's wall time (spawn to exit, nothing around it) instead of the
+`timing_s` field.
 
 Prints every round's medians and the median over rounds for each side. Run it on an idle machine.
 """
@@ -25,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -32,6 +37,7 @@ from bench_fit import ADULT_CAT, ADULT_NUM, FORMULA_A, FORMULA_B, log  # noqa: E
 
 CASES = {
     "adult-fit": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "fit_total"),
+    "adult-build": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "ingest"),
     "adult-diagnose": ("diagnose", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "diagnostics"),
     "1m-fit": ("fit", "bench-data/sparse_1m.parquet", FORMULA_B, [], "fit_total"),
     "1m-diagnose": ("diagnose", "bench-data/sparse_1m.parquet", FORMULA_B, [], "diagnostics"),
@@ -62,17 +68,22 @@ def binary(spec):
     return exe
 
 
-def median_of_runs(exe, case, runs, work):
+def median_of_runs(exe, case, runs, work, wall=False):
     cmd, data, formula, extra, field = CASES[case]
     out = os.path.join(work, "out")
+    cache = os.path.join(work, "cache", os.path.basename(exe) + str(hash(exe)))
     base = [exe, cmd, os.path.join(ROOT, data), "--formula", formula, "--family", "binomial", *extra,
-            "--out", out, "--cache-dir", os.path.join(work, "cache", os.path.basename(exe) + str(hash(exe))), "-q"]
+            "--out", out, "--cache-dir", cache, "-q"]
     subprocess.run(base, check=True)  # untimed: builds or reuses the cache
     vals = []
     for _ in range(runs):
+        if case == "adult-build":
+            subprocess.run(["rm", "-rf", cache], check=True)
+        t0 = time.perf_counter()
         subprocess.run(base, check=True)
+        w = time.perf_counter() - t0
         with open(os.path.join(out, "summary.json")) as f:
-            vals.append(json.load(f)["timing_s"][field])
+            vals.append(w if wall else json.load(f)["timing_s"][field])
     return statistics.median(vals)
 
 
@@ -83,19 +94,20 @@ def main():
     ap.add_argument("--case", choices=sorted(CASES), default="adult-fit")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--wall", action="store_true", help="time the whole process instead of a timing_s field")
     a = ap.parse_args()
     exes = {"A": binary(a.a), "B": binary(a.b)}
     meds = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as work:
         for r in range(a.rounds):
             for side in ("A", "B"):
-                m = median_of_runs(exes[side], a.case, a.runs, work)
+                m = median_of_runs(exes[side], a.case, a.runs, work, a.wall)
                 meds[side].append(m)
                 log(f"round {r + 1}/{a.rounds} {side}: median {m * 1e3:.1f} ms")
-    field = CASES[a.case][4]
+    field = "wall (process)" if a.wall else "timing_s." + CASES[a.case][4]
     for side, spec in (("A", a.a), ("B", a.b)):
         v = meds[side]
-        print(f"{side} {spec}: timing_s.{field} medians per round (ms) "
+        print(f"{side} {spec}: {field} medians per round (ms) "
               f"{' '.join(f'{x * 1e3:.1f}' for x in v)}; median {statistics.median(v) * 1e3:.1f}")
     print(f"B / A (medians over rounds): {statistics.median(meds['B']) / statistics.median(meds['A']):.3f}")
 

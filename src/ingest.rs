@@ -351,6 +351,9 @@ fn build(
     // thread encodes the next one itself: memory stays bounded by the batch size, whatever the
     // row group's.
     let max_waiting = rayon::current_num_threads();
+    // Fewer row groups than threads (a small file, or one written as a single row group): each
+    // row group's columns are also split between readers, so that there is a reader per thread.
+    let decode_ways = max_waiting.div_ceil(tasks.len().max(1));
     let results: Vec<Result<Vec<ChunkEntry>>> = tasks
         .par_iter()
         .map(|&task| {
@@ -390,7 +393,7 @@ fn build(
             let (encode_one, finish_one, waiting) = (&encode_one, &finish_one, &waiting);
             let read = rayon::scope(|s| {
                 let mut batch_no = 0usize;
-                set.read_row_group(task, &columns, opts.chunk_rows, |batch, file_row0| {
+                set.read_row_group_split(task, &columns, opts.chunk_rows, decode_ways, |batch, file_row0| {
                     if failed.load(Ordering::Relaxed) {
                         // A batch failed: the error of the first failing batch is reported below.
                         return Err(Error::Input(String::new()));

@@ -2,6 +2,8 @@
 //! fixtures/reference), values match an independent plain Arrow read, row ids follow the
 //! input, several files equal one, and the cache is reused, invalidated and rebuilt correctly.
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -471,5 +473,71 @@ fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
             .map(|d| d.flatten().collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "{threads} threads: a failed build left {left:?}");
+    }
+}
+
+/// Decoding a row group's columns with two or three readers and joining their batches gives
+/// the batches one reader gives: same schema (columns in file order, dictionary types kept),
+/// same values, same row offsets. Adult (17 columns, one row group, 16 batches of 3,000 rows)
+/// and a file with a nested sparse column, several row groups and a batch size that does not
+/// divide them.
+#[test]
+fn split_column_decoding_equals_one_reader() {
+    use common as common_cols;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 1000;
+    let rows: Vec<Vec<(i32, f32)>> = (0..n)
+        .map(|i| {
+            (0..(i % 4))
+                .map(|k| ((i * 7 + k) as i32 % 50, k as f32 + 0.5))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[(i32, f32)]> = rows.iter().map(|r| r.as_slice()).collect();
+    let b = common_cols::batch(vec![
+        (
+            "y",
+            common_cols::f64s(&(0..n).map(|i| (i % 2) as f64).collect::<Vec<_>>()),
+        ),
+        ("tokens", common_cols::sparse(&refs)),
+        (
+            "g",
+            common_cols::strs(&(0..n).map(|i| ["a", "b", "c"][i % 3]).collect::<Vec<_>>()),
+        ),
+        ("x", common_cols::i64s(&(0..n as i64).collect::<Vec<_>>())),
+    ]);
+    let sp = tmp.path().join("sparse.parquet");
+    common_cols::write_parquet_with(&sp, &[b], common_cols::row_group_props(300));
+    for (path, cols, batch_rows) in [
+        (PathBuf::from(fixture("adult.parquet")), None, 3000),
+        (sp, Some(vec!["x", "tokens", "y", "g"]), 128),
+    ] {
+        let set = fulcrum::source::InputSet::open(std::slice::from_ref(&path)).unwrap();
+        let names: Vec<String> = match cols {
+            Some(c) => c.iter().map(|s| s.to_string()).collect(),
+            None => set.schema.fields().iter().map(|f| f.name().clone()).collect(),
+        };
+        let read = |ways: usize| {
+            let mut out = Vec::new();
+            for task in set.row_group_tasks() {
+                set.read_row_group_split(task, &names, batch_rows, ways, |b, r0| {
+                    out.push((r0, b));
+                    Ok(())
+                })
+                .unwrap();
+            }
+            out
+        };
+        let one = read(1);
+        assert!(one.len() > 3, "{}: several batches", path.display());
+        for ways in [2, 3] {
+            let split = read(ways);
+            assert_eq!(split.len(), one.len());
+            for ((r1, b1), (r2, b2)) in one.iter().zip(&split) {
+                assert_eq!(r1, r2);
+                assert_eq!(b1.schema(), b2.schema(), "{}: {ways} ways", path.display());
+                assert_eq!(b1, b2, "{}: {ways} ways, batch at row {r1}", path.display());
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -278,11 +279,26 @@ impl InputSet {
         task: RowGroupTask,
         columns: &[String],
         batch_rows: usize,
+        f: impl FnMut(RecordBatch, u64) -> Result<()>,
+    ) -> Result<()> {
+        self.read_row_group_split(task, columns, batch_rows, 1, f)
+    }
+
+    /// As [`InputSet::read_row_group`], with the columns split into up to `ways` groups of about
+    /// equal compressed size, each decoded by its own reader on the thread pool, and each batch
+    /// put back together column by column (in the file's column order, as one reader gives
+    /// them). One reader decodes a row group serially: when there are fewer row groups than
+    /// threads (a small file), this is where decoding's parallelism comes from.
+    pub fn read_row_group_split(
+        &self,
+        task: RowGroupTask,
+        columns: &[String],
+        batch_rows: usize,
+        ways: usize,
         mut f: impl FnMut(RecordBatch, u64) -> Result<()>,
     ) -> Result<()> {
         let input = &self.files[task.file];
         let path = &input.path;
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let schema = input.meta.schema();
         let idx: Vec<usize> = columns
             .iter()
@@ -293,30 +309,55 @@ impl InputSet {
                 })
             })
             .collect::<Result<_>>()?;
-        let mask = ProjectionMask::roots(input.meta.parquet_schema(), idx);
         let corrupt = |r0: u64, e: String| Error::File {
             path: path.clone(),
             msg: format!("corrupt data in row group {} (rows from {r0}): {e}", task.row_group),
         };
-        let mut reader = guard_decoder(|| {
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
-                .with_row_groups(vec![task.row_group])
-                .with_projection(mask)
-                .with_batch_size(batch_rows.max(1))
-                .build()
-        })
-        .map_err(|_| corrupt(task.file_row0, "the decoder failed on it".into()))?
-        .map_err(|e| corrupt(task.file_row0, e.to_string()))?;
+        let groups = column_groups(input, task.row_group, &idx, ways);
+        let mut readers = Vec::with_capacity(groups.len());
+        for g in groups {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let mask = ProjectionMask::roots(input.meta.parquet_schema(), g);
+            let reader = guard_decoder(|| {
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
+                    .with_row_groups(vec![task.row_group])
+                    .with_projection(mask)
+                    .with_batch_size(batch_rows.max(1))
+                    .build()
+            })
+            .map_err(|_| corrupt(task.file_row0, "the decoder failed on it".into()))?
+            .map_err(|e| corrupt(task.file_row0, e.to_string()))?;
+            readers.push(reader);
+        }
         let mut r0 = task.file_row0;
         loop {
-            let batch = match guard_decoder(|| reader.next()) {
-                Err(()) => return Err(corrupt(r0, "the decoder failed on it".into())),
-                Ok(None) => break,
-                Ok(Some(b)) => b.map_err(|e| corrupt(r0, e.to_string()))?,
+            let parts: Vec<_> = if readers.len() == 1 {
+                vec![guard_decoder(|| readers[0].next())]
+            } else {
+                readers.par_iter_mut().map(|r| guard_decoder(|| r.next())).collect()
             };
-            let n = batch.num_rows() as u64;
+            let mut batches = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Err(()) => return Err(corrupt(r0, "the decoder failed on it".into())),
+                    Ok(None) => {}
+                    Ok(Some(b)) => batches.push(b.map_err(|e| corrupt(r0, e.to_string()))?),
+                }
+            }
+            if batches.is_empty() {
+                break;
+            }
+            let n = batches[0].num_rows();
+            if batches.len() != readers.len() || batches.iter().any(|b| b.num_rows() != n) {
+                return Err(corrupt(r0, "its columns hold different numbers of rows".into()));
+            }
+            let batch = if batches.len() == 1 {
+                batches.swap_remove(0)
+            } else {
+                join_columns(schema, batches).map_err(|e| corrupt(r0, e))?
+            };
             f(batch, r0)?;
-            r0 += n;
+            r0 += n as u64;
         }
         if r0 != task.file_row0 + task.n_rows {
             return Err(Error::File {
@@ -331,6 +372,57 @@ impl InputSet {
         }
         Ok(())
     }
+}
+
+/// The projected root columns `idx` split into at most `ways` groups of about equal compressed
+/// size in row group `rg` (largest first, each to the lightest group), each group in file order.
+fn column_groups(input: &InputFile, rg: usize, idx: &[usize], ways: usize) -> Vec<Vec<usize>> {
+    let ways = ways.clamp(1, idx.len().max(1));
+    if ways == 1 {
+        return vec![idx.to_vec()];
+    }
+    let md = input.meta.metadata().row_group(rg);
+    let pschema = input.meta.parquet_schema();
+    let mut weight = vec![0i64; idx.len()];
+    for (leaf, c) in md.columns().iter().enumerate() {
+        let root = pschema.get_column_root_idx(leaf);
+        if let Some(k) = idx.iter().position(|&r| r == root) {
+            weight[k] += c.compressed_size();
+        }
+    }
+    let mut order: Vec<usize> = (0..idx.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(weight[k]), idx[k]));
+    let mut groups: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); ways];
+    for k in order {
+        if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+            g.0 += weight[k];
+            g.1.push(idx[k]);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| !g.1.is_empty())
+        .map(|(_, mut g)| {
+            g.sort_unstable();
+            g
+        })
+        .collect()
+}
+
+/// One batch from the same rows of several readers' batches, its columns in the file's order.
+fn join_columns(schema: &SchemaRef, batches: Vec<RecordBatch>) -> std::result::Result<RecordBatch, String> {
+    let mut cols: Vec<(usize, Arc<Field>, arrow_array::ArrayRef)> = Vec::new();
+    for b in &batches {
+        for (field, col) in b.schema().fields().iter().zip(b.columns()) {
+            let at = schema.index_of(field.name()).map_err(|e| e.to_string())?;
+            cols.push((at, field.clone(), col.clone()));
+        }
+    }
+    cols.sort_by_key(|c| c.0);
+    let fields: Vec<Arc<Field>> = cols.iter().map(|c| c.1.clone()).collect();
+    let arrays = cols.into_iter().map(|c| c.2).collect();
+    let joined = Schema::new_with_metadata(fields, batches[0].schema().metadata().clone());
+    RecordBatch::try_new(Arc::new(joined), arrays).map_err(|e| e.to_string())
 }
 
 fn check_same_schema(first: &InputFile, s0: &Schema, path: &Path, s: &Schema) -> Result<()> {

@@ -333,7 +333,11 @@ fn file_xxh3(path: &Path) -> Result<u64> {
     use std::io::Read;
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // 64 KiB: small enough to stay in the L2 cache and to cost only 16 fresh pages (a page
+    // fault is ~1.2–1.4 µs here, `scripts/page_fault_cost.c`). With a 1 MiB buffer (256 fresh
+    // pages per file) opening Adult's cache took 1.0 ms, with 64 KiB 0.44 ms
+    // (`scripts/ab_timing.py --case adult-open`).
+    let mut buf = vec![0u8; 1 << 16];
     loop {
         let k = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if k == 0 {

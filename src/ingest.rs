@@ -15,7 +15,7 @@ use crate::design::encode::SPARSE_TERM_SHIFT;
 use crate::design::{Design, DesignSpec, Encoder, ModelInput};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::source::{resolve_paths, InputSet};
+use crate::source::{resolve_paths, InputSet, RowGroupTask};
 use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, Verify, FORMAT_VERSION};
 
 /// Rows per chunk (and per decoded Arrow batch): small enough that mid-sized inputs still
@@ -323,6 +323,62 @@ fn check_levels(ds: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Decode row group `task` and pass each batch, with its file row and number, to `work`, which
+/// returns what the batch yields (if anything); the yields come back in batch order. A row
+/// group decodes serially, so batches are handed to the pool while the next one decodes; when
+/// `max_waiting` batches already wait, the decoding thread does the next itself, so memory stays
+/// bounded by the batch size whatever the row group's. After a batch fails no more are read,
+/// and the error returned is the first failing batch's, as a serial read would give.
+fn pipelined<T: Send>(
+    set: &InputSet,
+    task: RowGroupTask,
+    columns: &[String],
+    batch_rows: usize,
+    decode_ways: usize,
+    max_waiting: usize,
+    work: impl Fn(RecordBatch, u64, usize) -> Result<Option<T>> + Sync,
+) -> Result<Vec<T>> {
+    let done: Mutex<Vec<(usize, Result<Option<T>>)>> = Mutex::new(Vec::new());
+    let waiting = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let finish_one = |no: usize, r: Result<Option<T>>| {
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        done.lock().unwrap_or_else(|e| e.into_inner()).push((no, r));
+    };
+    let (work, finish_one, waiting) = (&work, &finish_one, &waiting);
+    let read = rayon::scope(|s| {
+        let mut batch_no = 0usize;
+        set.read_row_group_split(task, columns, batch_rows, decode_ways, |batch, file_row0| {
+            if failed.load(Ordering::Relaxed) {
+                // Stops the read; the failing batch's own error is returned below.
+                return Err(Error::Input(String::new()));
+            }
+            let no = batch_no;
+            batch_no += 1;
+            if waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+                finish_one(no, work(batch, file_row0, no));
+            } else {
+                s.spawn(move |_| {
+                    finish_one(no, work(batch, file_row0, no));
+                    waiting.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            Ok(())
+        })
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|d| d.0);
+    let mut out = Vec::with_capacity(done.len());
+    for (_, r) in done {
+        out.extend(r?);
+    }
+    read?;
+    Ok(out)
+}
+
 fn design_filters(spec: &DesignSpec) -> Vec<String> {
     spec.filters
         .iter()
@@ -346,10 +402,6 @@ fn build(
     let n_sparse = spec.sparse.len();
     progress.start("ingest", set.n_rows());
     let totals = Mutex::new((RowCounts::default(), vec![None::<u64>; n_sparse]));
-    // A row group decodes serially, so its batches are encoded and written on other threads
-    // while the next one decodes. When as many batches wait as there are threads, the decoding
-    // thread encodes the next one itself: memory stays bounded by the batch size, whatever the
-    // row group's.
     let max_waiting = rayon::current_num_threads();
     // Fewer row groups than threads (a small file, or one written as a single row group): each
     // row group's columns are also split between readers, so that there is a reader per thread.
@@ -381,46 +433,15 @@ fn build(
                 let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
                 builder.write_chunk(&name, &enc.chunk).map(Some)
             };
-            let done: Mutex<Vec<(usize, Result<Option<ChunkEntry>>)>> = Mutex::new(Vec::new());
-            let waiting = AtomicUsize::new(0);
-            let failed = AtomicBool::new(false);
-            let finish_one = |no: usize, r: Result<Option<ChunkEntry>>| {
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                done.lock().unwrap_or_else(|e| e.into_inner()).push((no, r));
-            };
-            let (encode_one, finish_one, waiting) = (&encode_one, &finish_one, &waiting);
-            let read = rayon::scope(|s| {
-                let mut batch_no = 0usize;
-                set.read_row_group_split(task, &columns, opts.chunk_rows, decode_ways, |batch, file_row0| {
-                    if failed.load(Ordering::Relaxed) {
-                        // A batch failed: the error of the first failing batch is reported below.
-                        return Err(Error::Input(String::new()));
-                    }
-                    let no = batch_no;
-                    batch_no += 1;
-                    if waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
-                        waiting.fetch_sub(1, Ordering::AcqRel);
-                        finish_one(no, encode_one(batch, file_row0, no));
-                    } else {
-                        s.spawn(move |_| {
-                            finish_one(no, encode_one(batch, file_row0, no));
-                            waiting.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    }
-                    Ok(())
-                })
-            });
-            // Batch order, so that the chunks (and a failure's message) are those of a serial read.
-            let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-            done.sort_by_key(|d| d.0);
-            let mut entries = Vec::with_capacity(done.len());
-            for (_, r) in done {
-                entries.extend(r?);
-            }
-            read?;
-            Ok(entries)
+            pipelined(
+                set,
+                task,
+                &columns,
+                opts.chunk_rows,
+                decode_ways,
+                max_waiting,
+                encode_one,
+            )
         })
         .collect();
     progress.finish();

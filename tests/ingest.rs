@@ -479,8 +479,8 @@ fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
 /// Decoding a row group's columns with two or three readers and joining their batches gives
 /// the batches one reader gives: same schema (columns in file order, dictionary types kept),
 /// same values, same row offsets. Adult (17 columns, one row group, 16 batches of 3,000 rows)
-/// and a file with a nested sparse column, several row groups and a batch size that does not
-/// divide them.
+/// and a file with a nested sparse column, several row groups, a batch size that does not
+/// divide them and a column asked for twice.
 #[test]
 fn split_column_decoding_equals_one_reader() {
     use common as common_cols;
@@ -510,7 +510,7 @@ fn split_column_decoding_equals_one_reader() {
     common_cols::write_parquet_with(&sp, &[b], common_cols::row_group_props(300));
     for (path, cols, batch_rows) in [
         (PathBuf::from(fixture("adult.parquet")), None, 3000),
-        (sp, Some(vec!["x", "tokens", "y", "g"]), 128),
+        (sp, Some(vec!["x", "tokens", "y", "g", "x"]), 128),
     ] {
         let set = fulcrum::source::InputSet::open(std::slice::from_ref(&path)).unwrap();
         let names: Vec<String> = match cols {

@@ -377,9 +377,13 @@ impl InputSet {
 /// The projected root columns `idx` split into at most `ways` groups of about equal compressed
 /// size in row group `rg` (largest first, each to the lightest group), each group in file order.
 fn column_groups(input: &InputFile, rg: usize, idx: &[usize], ways: usize) -> Vec<Vec<usize>> {
+    // A column asked for twice is read once, as one reader's projection mask would.
+    let mut idx = idx.to_vec();
+    idx.sort_unstable();
+    idx.dedup();
     let ways = ways.clamp(1, idx.len().max(1));
     if ways == 1 {
-        return vec![idx.to_vec()];
+        return vec![idx];
     }
     let md = input.meta.metadata().row_group(rg);
     let pschema = input.meta.parquet_schema();

@@ -433,8 +433,6 @@ fn cache_is_reused_and_rebuilt_when_stale_or_damaged() {
 /// flight, or done first, when batch 15 fails).
 #[test]
 fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
-    use arrow_array::{ArrayRef, Float64Array, StringArray};
-    use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let n = 400;
     let mut x: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
@@ -443,16 +441,15 @@ fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
     x[343] = f64::NEG_INFINITY;
     let y: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
     let g: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
-    let cols: Vec<(&str, ArrayRef)> = vec![
-        ("y", Arc::new(Float64Array::from(y))),
-        ("x", Arc::new(Float64Array::from(x))),
-        ("g", Arc::new(StringArray::from(g))),
-    ];
-    let b = RecordBatch::try_from_iter(cols).unwrap();
     let path = tmp.path().join("bad.parquet");
-    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), b.schema(), None).unwrap();
-    w.write(&b).unwrap();
-    w.close().unwrap();
+    common::write_parquet(
+        &path,
+        &common::batch(vec![
+            ("y", common::f64s(&y)),
+            ("x", common::f64s(&x)),
+            ("g", common::strs(&g)),
+        ]),
+    );
     let input = [path.display().to_string()];
     for threads in [1, 2, 2, 2, 2, 2] {
         let cache = tmp.path().join(format!("cache-{threads}"));
@@ -483,7 +480,6 @@ fn the_first_bad_row_is_reported_when_batches_encode_in_parallel() {
 /// divide them and a column asked for twice.
 #[test]
 fn split_column_decoding_equals_one_reader() {
-    use common as common_cols;
     let tmp = tempfile::tempdir().unwrap();
     let n = 1000;
     let rows: Vec<Vec<(i32, f32)>> = (0..n)
@@ -494,20 +490,17 @@ fn split_column_decoding_equals_one_reader() {
         })
         .collect();
     let refs: Vec<&[(i32, f32)]> = rows.iter().map(|r| r.as_slice()).collect();
-    let b = common_cols::batch(vec![
-        (
-            "y",
-            common_cols::f64s(&(0..n).map(|i| (i % 2) as f64).collect::<Vec<_>>()),
-        ),
-        ("tokens", common_cols::sparse(&refs)),
+    let b = common::batch(vec![
+        ("y", common::f64s(&(0..n).map(|i| (i % 2) as f64).collect::<Vec<_>>())),
+        ("tokens", common::sparse(&refs)),
         (
             "g",
-            common_cols::strs(&(0..n).map(|i| ["a", "b", "c"][i % 3]).collect::<Vec<_>>()),
+            common::strs(&(0..n).map(|i| ["a", "b", "c"][i % 3]).collect::<Vec<_>>()),
         ),
-        ("x", common_cols::i64s(&(0..n as i64).collect::<Vec<_>>())),
+        ("x", common::i64s(&(0..n as i64).collect::<Vec<_>>())),
     ]);
     let sp = tmp.path().join("sparse.parquet");
-    common_cols::write_parquet_with(&sp, &[b], common_cols::row_group_props(300));
+    common::write_parquet_with(&sp, &[b], common::row_group_props(300));
     for (path, cols, batch_rows) in [
         (PathBuf::from(fixture("adult.parquet")), None, 3000),
         (sp, Some(vec!["x", "tokens", "y", "g", "x"]), 128),

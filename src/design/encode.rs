@@ -236,17 +236,8 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     }
     let any = |s: &str| values.iter().any(|w| w == s);
     match arr.data_type() {
-        DataType::Utf8 => {
-            let a = arr.as_string::<i32>();
-            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
-        }
-        DataType::LargeUtf8 => {
-            let a = arr.as_string::<i64>();
-            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
-        }
-        DataType::Utf8View => {
-            let a = arr.as_string_view();
-            (0..n).map(|i| a.is_valid(i) && any(a.value(i))).collect()
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            (0..n).map(|i| arr.is_valid(i) && any(dict_str(arr, i))).collect()
         }
         _ => filter_strings(arr)
             .iter()
@@ -255,7 +246,7 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     }
 }
 
-/// String value `j` of a dictionary's values array.
+/// String value `j` of a string array (a dictionary's values, or a plain string column).
 fn dict_str(values: &dyn Array, j: usize) -> &str {
     match values.data_type() {
         DataType::Utf8 => values.as_string::<i32>().value(j),

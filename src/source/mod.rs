@@ -331,11 +331,8 @@ impl InputSet {
         }
         let mut r0 = task.file_row0;
         loop {
-            let parts: Vec<_> = if readers.len() == 1 {
-                vec![guard_decoder(|| readers[0].next())]
-            } else {
-                readers.par_iter_mut().map(|r| guard_decoder(|| r.next())).collect()
-            };
+            // One reader: rayon runs the single item inline.
+            let parts: Vec<_> = readers.par_iter_mut().map(|r| guard_decoder(|| r.next())).collect();
             let mut batches = Vec::with_capacity(parts.len());
             for part in parts {
                 match part {

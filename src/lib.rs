@@ -15,6 +15,7 @@ pub mod influence;
 pub mod ingest;
 pub mod inspect;
 pub mod linalg;
+pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod source;

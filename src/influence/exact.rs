@@ -471,14 +471,11 @@ pub fn diagnose(
     let mut start = 0;
     while start < n_chunks {
         let end = (start + batch).min(n_chunks);
-        let outs: Vec<RowDiagnostics> = (start..end)
-            .into_par_iter()
-            .map(|c| {
-                let d = per_chunk(ds.cache.view(c));
-                ds.cache.release(c);
-                d
-            })
-            .collect();
+        let outs: Vec<RowDiagnostics> = crate::pool::run_groups(end - start, |k| {
+            let d = per_chunk(ds.cache.view(start + k));
+            ds.cache.release(start + k);
+            d
+        });
         for (c, d) in (start..end).zip(outs) {
             for i in 0..d.row.len() {
                 sum_hat.add(d.hat[i]);

@@ -577,20 +577,17 @@ impl ChunkCache {
         let n = self.chunks.len();
         let g = groups.clamp(1, n.max(1));
         self.begin_pass();
-        let parts: Vec<A> = (0..g)
-            .into_par_iter()
-            .map(|k| {
-                let (a, b) = (k * n / g, (k + 1) * n / g);
-                (a..b).fold(init(), |acc, i| {
-                    let v = self.view(i);
-                    let rows = v.n;
-                    let acc = fold(acc, v);
-                    self.release(i);
-                    self.chunk_done(rows);
-                    acc
-                })
+        let parts: Vec<A> = crate::pool::run_groups(g, |k| {
+            let (a, b) = (k * n / g, (k + 1) * n / g);
+            (a..b).fold(init(), |acc, i| {
+                let v = self.view(i);
+                let rows = v.n;
+                let acc = fold(acc, v);
+                self.release(i);
+                self.chunk_done(rows);
+                acc
             })
-            .collect();
+        });
         self.end_pass();
         parts.into_iter().reduce(merge).unwrap_or_else(init)
     }
@@ -598,17 +595,14 @@ impl ChunkCache {
     /// Map every chunk to a value, in parallel, returning the values in chunk order.
     pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
         self.begin_pass();
-        let out = (0..self.chunks.len())
-            .into_par_iter()
-            .map(|i| {
-                let v = self.view(i);
-                let rows = v.n;
-                let out = f(i, v);
-                self.release(i);
-                self.chunk_done(rows);
-                out
-            })
-            .collect();
+        let out = crate::pool::run_groups(self.chunks.len(), |i| {
+            let v = self.view(i);
+            let rows = v.n;
+            let out = f(i, v);
+            self.release(i);
+            self.chunk_done(rows);
+            out
+        });
         self.end_pass();
         out
     }

@@ -579,14 +579,7 @@ impl ChunkCache {
         self.begin_pass();
         let parts: Vec<A> = crate::pool::run_groups(g, |k| {
             let (a, b) = (k * n / g, (k + 1) * n / g);
-            (a..b).fold(init(), |acc, i| {
-                let v = self.view(i);
-                let rows = v.n;
-                let acc = fold(acc, v);
-                self.release(i);
-                self.chunk_done(rows);
-                acc
-            })
+            (a..b).fold(init(), |acc, i| self.visit(i, |v| fold(acc, v)))
         });
         self.end_pass();
         parts.into_iter().reduce(merge).unwrap_or_else(init)
@@ -595,15 +588,19 @@ impl ChunkCache {
     /// Map every chunk to a value, in parallel, returning the values in chunk order.
     pub fn par_map<T: Send>(&self, f: impl Fn(usize, ChunkView<'_>) -> T + Sync + Send) -> Vec<T> {
         self.begin_pass();
-        let out = crate::pool::run_groups(self.chunks.len(), |i| {
-            let v = self.view(i);
-            let rows = v.n;
-            let out = f(i, v);
-            self.release(i);
-            self.chunk_done(rows);
-            out
-        });
+        let out = crate::pool::run_groups(self.chunks.len(), |i| self.visit(i, |v| f(i, v)));
         self.end_pass();
+        out
+    }
+
+    /// `f` on chunk `i`'s view within a pass: then its pages are released (large caches) and
+    /// its rows counted as done.
+    fn visit<T>(&self, i: usize, f: impl FnOnce(ChunkView<'_>) -> T) -> T {
+        let v = self.view(i);
+        let rows = v.n;
+        let out = f(v);
+        self.release(i);
+        self.chunk_done(rows);
         out
     }
 }

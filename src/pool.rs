@@ -7,8 +7,8 @@
 //! factorization of XᵀWX). With rayon's own join, the thread that finishes first blocks within
 //! ~50 µs of spinning, and so does an idle worker between two passes; waking a blocked thread
 //! then costs a futex wake and, on a virtual machine, an inter-processor interrupt to a halted
-//! vCPU: 20–150 µs per pass measured on this project's 2-vCPU machine, against 250–300 µs of
-//! work per pass on Adult. The spinning is bounded by [`SPIN_WAIT`], so a long serial step (a
+//! vCPU: 20–150 µs per pass measured on this project's 2-vCPU machine, against 240–285 µs of
+//! work per pass on Adult (temporary timers; docs/PERFORMANCE.md, "Fork and join"). The spinning is bounded by [`SPIN_WAIT`], so a long serial step (a
 //! coordinate-descent solve, writing output) still lets the workers sleep.
 
 use std::cell::Cell;
@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a thread spins before blocking: the caller waiting for the other groups of its
-/// pass, and a worker with nothing to do after its group (`scripts/ab_timing.py … --case
-/// adult-fit`, see docs/PERFORMANCE.md).
+/// pass, and a worker with nothing to do after its group. Adult's fit took about as long with
+/// any bound from 100 µs to 2 ms (docs/PERFORMANCE.md, "Fork and join").
 pub const SPIN_WAIT: Duration = Duration::from_micros(500);
 
 /// [`linger`] jobs queued or running (at most one per worker besides a pass's caller).
@@ -53,7 +53,7 @@ pub fn run_groups<T: Send>(groups: usize, f: impl Fn(usize) -> T + Sync) -> Vec<
     let _restore = Restore(CALLER.with(|c| c.replace(true)));
     rayon::in_place_scope(|s| {
         let run = &run;
-        for k in (1..groups).rev() {
+        for k in 1..groups {
             s.spawn(move |_| {
                 run(k);
                 linger();

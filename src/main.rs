@@ -1335,6 +1335,10 @@ fn main() -> ExitCode {
             eprintln!("fulcrum: internal error (please report): {info}");
         }
     }));
+    // faer reads the CPU's cache sizes (~0.85 ms of sysfs reads) before its first large enough
+    // product; a worker pays that now, while this thread parses the arguments and the command
+    // opens its input, instead of the fit's first factorization.
+    rayon::spawn(fulcrum::linalg::chol::warm_up);
     let cli = Cli::parse();
     let format = cli.command.log_format();
     // The command runs on one of rayon's workers, so that each pass's fork-join keeps the

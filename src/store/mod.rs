@@ -13,7 +13,7 @@
 //! ```
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -153,19 +153,15 @@ impl Header {
     }
 }
 
-fn write_aligned(w: &mut impl Write, bytes: &[u8], pos: &mut usize) -> std::io::Result<()> {
-    w.write_all(bytes)?;
-    *pos += bytes.len();
-    let pad = align(*pos) - *pos;
-    w.write_all(&[0u8; ALIGN][..pad])?;
-    *pos += pad;
-    Ok(())
-}
+/// Zeros for padding each array to [`ALIGN`].
+static PAD: [u8; ALIGN] = [0u8; ALIGN];
 
 /// Write `chunk` to `path` in the chunk file layout. Returns the file size.
+///
+/// The arrays go to the kernel straight from the chunk's buffers (one vectored write, no copy
+/// through a user-space buffer: a 1 MiB `BufWriter` was ~250 fresh pages per chunk file).
 pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
-    let f = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     let n = chunk.n_rows();
     let has_sparse = !chunk.indptr.is_empty();
     let mut h = [0u8; HEADER];
@@ -176,25 +172,48 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
     for (k, v) in [n, chunk.n_dense, chunk.n_cat, chunk.indices.len()].iter().enumerate() {
         h[16 + 8 * k..24 + 8 * k].copy_from_slice(&(*v as u64).to_le_bytes());
     }
-    let io = |e| Error::io(path, e);
-    w.write_all(&h).map_err(io)?;
-    let mut pos = HEADER;
     let b = bytemuck::cast_slice::<u64, u8>;
     let fb = bytemuck::cast_slice::<f64, u8>;
     let ub = bytemuck::cast_slice::<u32, u8>;
-    write_aligned(&mut w, b(&chunk.row_id), &mut pos).map_err(io)?;
-    write_aligned(&mut w, fb(&chunk.y), &mut pos).map_err(io)?;
-    if let Some(f) = &chunk.failures {
-        write_aligned(&mut w, fb(f), &mut pos).map_err(io)?;
+    let arrays: [&[u8]; 10] = [
+        b(&chunk.row_id),
+        fb(&chunk.y),
+        chunk.failures.as_deref().map_or(&[][..], fb),
+        fb(&chunk.weight),
+        fb(&chunk.offset),
+        fb(&chunk.dense),
+        ub(&chunk.cat),
+        ub(&chunk.indptr),
+        ub(&chunk.indices),
+        fb(&chunk.values),
+    ];
+    let mut pos = HEADER;
+    let mut parts: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(1 + 2 * arrays.len());
+    parts.push(std::io::IoSlice::new(&h));
+    for (k, a) in arrays.iter().enumerate() {
+        // An absent failures column takes no space (the header's flag says so); every other
+        // array is written, empty ones included, each padded to ALIGN.
+        if k == 2 && chunk.failures.is_none() {
+            continue;
+        }
+        pos += a.len();
+        let pad = align(pos) - pos;
+        pos += pad;
+        for part in [*a, &PAD[..pad]] {
+            if !part.is_empty() {
+                parts.push(std::io::IoSlice::new(part));
+            }
+        }
     }
-    write_aligned(&mut w, fb(&chunk.weight), &mut pos).map_err(io)?;
-    write_aligned(&mut w, fb(&chunk.offset), &mut pos).map_err(io)?;
-    write_aligned(&mut w, fb(&chunk.dense), &mut pos).map_err(io)?;
-    write_aligned(&mut w, ub(&chunk.cat), &mut pos).map_err(io)?;
-    write_aligned(&mut w, ub(&chunk.indptr), &mut pos).map_err(io)?;
-    write_aligned(&mut w, ub(&chunk.indices), &mut pos).map_err(io)?;
-    write_aligned(&mut w, fb(&chunk.values), &mut pos).map_err(io)?;
-    w.flush().map_err(io)?;
+    let mut rest = &mut parts[..];
+    while !rest.is_empty() {
+        match f.write_vectored(rest) {
+            Ok(0) => return Err(Error::io(path, std::io::ErrorKind::WriteZero.into())),
+            Ok(k) => std::io::IoSlice::advance_slices(&mut rest, k),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
     Ok(pos as u64)
 }
 

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use arrow_array::RecordBatch;
+use arrow_array::{BooleanArray, RecordBatch};
+use parquet::arrow::arrow_reader::RowSelection;
 use rayon::prelude::*;
 
 use crate::design::encode::SPARSE_TERM_SHIFT;
 use crate::design::{Design, DesignSpec, Encoder, ModelInput};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::source::{resolve_paths, InputSet, RowGroupTask};
+use crate::source::{resolve_paths, BatchRows, InputSet, RowGroupTask};
 use crate::store::{CacheBuilder, ChunkCache, ChunkEntry, Manifest, RowCounts, Staleness, Verify, FORMAT_VERSION};
 
 /// Rows per chunk (and per decoded Arrow batch): small enough that mid-sized inputs still
@@ -323,12 +324,14 @@ fn check_levels(ds: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// Decode row group `task` and pass each batch, with its file row and number, to `work`, which
+/// Decode row group `task` (only the rows `selection` selects, if given) and pass each batch,
+/// with where its rows are in the file and its number, to `work`, which
 /// returns what the batch yields (if anything); the yields come back in batch order. A row
 /// group decodes serially, so batches are handed to the pool while the next one decodes; when
 /// `max_waiting` batches already wait, the decoding thread does the next itself, so memory stays
 /// bounded by the batch size whatever the row group's. After a batch fails no more are read,
 /// and the error returned is the first failing batch's, as a serial read would give.
+#[allow(clippy::too_many_arguments)]
 fn pipelined<T: Send>(
     set: &InputSet,
     task: RowGroupTask,
@@ -336,7 +339,8 @@ fn pipelined<T: Send>(
     batch_rows: usize,
     decode_ways: usize,
     max_waiting: usize,
-    work: impl Fn(RecordBatch, u64, usize) -> Result<Option<T>> + Sync,
+    selection: Option<&RowSelection>,
+    work: impl Fn(RecordBatch, BatchRows, usize) -> Result<Option<T>> + Sync,
 ) -> Result<Vec<T>> {
     let done: Mutex<Vec<(usize, Result<Option<T>>)>> = Mutex::new(Vec::new());
     let waiting = AtomicUsize::new(0);
@@ -350,7 +354,7 @@ fn pipelined<T: Send>(
     let (work, finish_one, waiting) = (&work, &finish_one, &waiting);
     let read = rayon::scope(|s| {
         let mut batch_no = 0usize;
-        set.read_row_group_split(task, columns, batch_rows, decode_ways, |batch, file_row0| {
+        set.read_row_group_split(task, columns, batch_rows, decode_ways, selection, |batch, rows| {
             if failed.load(Ordering::Relaxed) {
                 // Stops the read; the failing batch's own error is returned below.
                 return Err(Error::Input(String::new()));
@@ -359,10 +363,10 @@ fn pipelined<T: Send>(
             batch_no += 1;
             if waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
                 waiting.fetch_sub(1, Ordering::AcqRel);
-                finish_one(no, work(batch, file_row0, no));
+                finish_one(no, work(batch, rows, no));
             } else {
                 s.spawn(move |_| {
-                    finish_one(no, work(batch, file_row0, no));
+                    finish_one(no, work(batch, rows, no));
                     waiting.fetch_sub(1, Ordering::AcqRel);
                 });
             }
@@ -406,13 +410,19 @@ fn build(
     // Fewer row groups than threads (a small file, or one written as a single row group): each
     // row group's columns are also split between readers, so that there is a reader per thread.
     let decode_ways = max_waiting.div_ceil(tasks.len().max(1));
+    let filter_columns: Vec<String> = {
+        let mut c: Vec<String> = spec.filters.iter().map(|f| f.column.clone()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
     let results: Vec<Result<Vec<ChunkEntry>>> = tasks
         .par_iter()
         .map(|&task| {
             let first = set.files[task.file].first_row_id;
             let path = &set.files[task.file].path;
-            let encode_one = |batch: RecordBatch, file_row0: u64, batch_no: usize| -> Result<Option<ChunkEntry>> {
-                let enc = encoder.encode(&batch, first + file_row0, path, file_row0)?;
+            let encode_one = |batch: RecordBatch, rows: BatchRows, batch_no: usize| -> Result<Option<ChunkEntry>> {
+                let enc = encoder.encode(&batch, first, path, &rows)?;
                 drop(batch);
                 progress.advance(enc.counts.read);
                 {
@@ -433,6 +443,24 @@ fn build(
                 let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
                 builder.write_chunk(&name, &enc.chunk).map(Some)
             };
+            // A `--filter` is pushed down: its columns are decoded first, and the others only
+            // for the rows it keeps (the encoder checks them again).
+            let selection = match filter_columns.is_empty() {
+                true => None,
+                false => Some(set.row_selection(task, &filter_columns, |batch| {
+                    Ok(BooleanArray::from(encoder.filter_mask(batch, path)?))
+                })?),
+            };
+            if let Some(sel) = &selection {
+                let skipped = task.n_rows - sel.row_count() as u64;
+                progress.advance(skipped);
+                let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                t.0.n_rows_read += skipped;
+                t.0.n_filtered_out += skipped;
+                if !sel.selects_any() {
+                    return Ok(Vec::new());
+                }
+            }
             pipelined(
                 set,
                 task,
@@ -440,6 +468,7 @@ fn build(
                 opts.chunk_rows,
                 decode_ways,
                 max_waiting,
+                selection.as_ref(),
                 encode_one,
             )
         })

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{AnyDictionaryArray, Array, ArrayRef, RecordBatch};
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
@@ -15,6 +15,7 @@ use super::formula::Transform;
 use super::spec::{DesignSpec, LevelKind, NaPolicy};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
+use crate::source::BatchRows;
 
 /// Bits reserved for the within-term index when several sparse terms share the block; the top
 /// bits hold the term number until `store` rewrites indices to final columns.
@@ -123,17 +124,152 @@ pub struct Encoder<'a> {
     pub interners: Vec<LevelInterner>,
 }
 
-/// A numeric column converted to f64, with its validity.
-struct NumCol {
+/// A numeric column's values, read in place from its Arrow array and converted to f64 as they
+/// are read (booleans, decimals and f16 are converted once into `Owned`). Reading in place
+/// spares each batch a copy of every numeric column: ~0.13 MB of fresh pages per column per
+/// 16,384-row batch, at ~1.6 µs a page on the benchmark VM.
+enum NumValues<'b> {
+    F64(&'b [f64]),
+    F32(&'b [f32]),
+    I64(&'b [i64]),
+    I32(&'b [i32]),
+    I16(&'b [i16]),
+    I8(&'b [i8]),
+    U64(&'b [u64]),
+    U32(&'b [u32]),
+    U16(&'b [u16]),
+    U8(&'b [u8]),
+    Owned(Vec<f64>),
+}
+
+/// Evaluate `$body` with `$s` bound to the values' slice, whatever its element type.
+macro_rules! with_slice {
+    ($v:expr, $s:ident => $body:expr) => {
+        match $v {
+            NumValues::F64($s) => $body,
+            NumValues::F32($s) => $body,
+            NumValues::I64($s) => $body,
+            NumValues::I32($s) => $body,
+            NumValues::I16($s) => $body,
+            NumValues::I8($s) => $body,
+            NumValues::U64($s) => $body,
+            NumValues::U32($s) => $body,
+            NumValues::U16($s) => $body,
+            NumValues::U8($s) => $body,
+            NumValues::Owned(v) => {
+                let $s = &v[..];
+                $body
+            }
+        }
+    };
+}
+
+impl<'b> NumValues<'b> {
+    /// The values of a numeric (or boolean) array; None for other types.
+    fn new(arr: &'b dyn Array) -> Option<Self> {
+        macro_rules! prim {
+            ($t:ty) => {
+                arr.as_primitive::<$t>().values()
+            };
+        }
+        Some(match arr.data_type() {
+            DataType::Float64 => NumValues::F64(prim!(Float64Type)),
+            DataType::Float32 => NumValues::F32(prim!(Float32Type)),
+            DataType::Int64 => NumValues::I64(prim!(Int64Type)),
+            DataType::Int32 => NumValues::I32(prim!(Int32Type)),
+            DataType::Int16 => NumValues::I16(prim!(Int16Type)),
+            DataType::Int8 => NumValues::I8(prim!(Int8Type)),
+            DataType::UInt64 => NumValues::U64(prim!(UInt64Type)),
+            DataType::UInt32 => NumValues::U32(prim!(UInt32Type)),
+            DataType::UInt16 => NumValues::U16(prim!(UInt16Type)),
+            DataType::UInt8 => NumValues::U8(prim!(UInt8Type)),
+            _ => NumValues::Owned(to_f64(arr)?),
+        })
+    }
+
+    /// Whether a value can be NaN (only floating-point values can).
+    fn may_be_nan(&self) -> bool {
+        matches!(self, NumValues::F64(_) | NumValues::F32(_) | NumValues::Owned(_))
+    }
+
+    /// Value `i` as f64.
+    #[inline]
+    #[allow(clippy::unnecessary_cast)] // `as f64` is instantiated for every element type, f64 too
+    fn get(&self, i: usize) -> f64 {
+        with_slice!(self, s => s[i] as f64)
+    }
+
+    /// The values at `rows`, transformed, appended to `out`.
+    #[allow(clippy::unnecessary_cast)] // as in `get`
+    fn gather(&self, t: Transform, rows: &[usize], out: &mut Vec<f64>) {
+        with_slice!(self, s => match t {
+            Transform::Identity => out.extend(rows.iter().map(|&i| s[i] as f64)),
+            Transform::Log => out.extend(rows.iter().map(|&i| (s[i] as f64).ln())),
+            Transform::Log1p => out.extend(rows.iter().map(|&i| (s[i] as f64).ln_1p())),
+        })
+    }
+}
+
+/// A numeric column of a batch, with its validity.
+struct NumCol<'b> {
     name: String,
-    values: Vec<f64>,
+    values: NumValues<'b>,
+    may_be_nan: bool,
     nulls: Option<NullBuffer>,
 }
 
-impl NumCol {
+impl NumCol<'_> {
     #[inline]
     fn is_na(&self, i: usize) -> bool {
-        self.nulls.as_ref().is_some_and(|n| n.is_null(i)) || self.values[i].is_nan()
+        self.nulls.as_ref().is_some_and(|n| n.is_null(i)) || (self.may_be_nan && self.values.get(i).is_nan())
+    }
+}
+
+/// A dictionary array's keys, read in place as indices into its values (a key out of range,
+/// as a null slot's may be, is clamped to the last value, as arrow's `normalized_keys` does).
+enum DictKeys<'b> {
+    I8(&'b [i8]),
+    I16(&'b [i16]),
+    I32(&'b [i32]),
+    I64(&'b [i64]),
+    U8(&'b [u8]),
+    U16(&'b [u16]),
+    U32(&'b [u32]),
+    U64(&'b [u64]),
+}
+
+impl<'b> DictKeys<'b> {
+    /// The keys of `d` and the index of its last value (0 for an empty dictionary).
+    fn new(d: &'b dyn AnyDictionaryArray) -> (Self, usize) {
+        let k = d.keys();
+        let keys = match k.data_type() {
+            DataType::Int8 => DictKeys::I8(k.as_primitive::<Int8Type>().values()),
+            DataType::Int16 => DictKeys::I16(k.as_primitive::<Int16Type>().values()),
+            DataType::Int32 => DictKeys::I32(k.as_primitive::<Int32Type>().values()),
+            DataType::Int64 => DictKeys::I64(k.as_primitive::<Int64Type>().values()),
+            DataType::UInt8 => DictKeys::U8(k.as_primitive::<UInt8Type>().values()),
+            DataType::UInt16 => DictKeys::U16(k.as_primitive::<UInt16Type>().values()),
+            DataType::UInt32 => DictKeys::U32(k.as_primitive::<UInt32Type>().values()),
+            // Arrow's dictionary key types are the integers above.
+            _ => DictKeys::U64(k.as_primitive::<UInt64Type>().values()),
+        };
+        (keys, d.values().len().saturating_sub(1))
+    }
+
+    /// Key `i` as an index, at most `max`.
+    #[inline]
+    fn get(&self, i: usize, max: usize) -> usize {
+        let k = match self {
+            DictKeys::I8(s) => s[i] as usize,
+            DictKeys::I16(s) => s[i] as usize,
+            DictKeys::I32(s) => s[i] as usize,
+            DictKeys::I64(s) => s[i] as usize,
+            DictKeys::U8(s) => s[i] as usize,
+            DictKeys::U16(s) => s[i] as usize,
+            DictKeys::U32(s) => s[i] as usize,
+            DictKeys::U64(s) => s[i] as usize,
+        };
+        k.min(max)
     }
 }
 
@@ -229,9 +365,9 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     let n = arr.len();
     if let Some(d) = arr.as_any_dictionary_opt() {
         let hit = filter_matches(d.values().as_ref(), values);
-        let keys = d.normalized_keys();
+        let (keys, max) = DictKeys::new(d);
         return (0..n)
-            .map(|i| !d.is_null(i) && hit.get(keys[i]).copied().unwrap_or(false))
+            .map(|i| !d.is_null(i) && hit.get(keys.get(i, max)).copied().unwrap_or(false))
             .collect();
     }
     let any = |s: &str| values.iter().any(|w| w == s);
@@ -373,21 +509,17 @@ fn gather_checked(
     rows: &[usize],
     out: &mut Vec<f64>,
     file: &Path,
-    file_row0: u64,
+    rows_at: &BatchRows,
 ) -> Result<()> {
     let start = out.len();
-    let v = &c.values;
-    match t {
-        Transform::Identity => out.extend(rows.iter().map(|&i| v[i])),
-        Transform::Log => out.extend(rows.iter().map(|&i| v[i].ln())),
-        Transform::Log1p => out.extend(rows.iter().map(|&i| v[i].ln_1p())),
-    }
+    c.values.gather(t, rows, out);
     if out[start..].iter().fold(true, |ok, x| ok & x.is_finite()) {
         return Ok(());
     }
     for &i in rows {
-        let (raw, x) = (v[i], t.apply(v[i]));
-        let row = Some(file_row0 + i as u64);
+        let raw = c.values.get(i);
+        let x = t.apply(raw);
+        let row = Some(rows_at.file_row(i));
         if !raw.is_finite() {
             return Err(Error::data(file, &c.name, row, format!("value {raw} is not finite")));
         }
@@ -466,31 +598,44 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// Encode `batch`. `first_row_id` is the global input row id of its first row and
-    /// `file_row0` the file-relative index of its first row (for messages).
-    pub fn encode(&self, batch: &RecordBatch, first_row_id: u64, file: &Path, file_row0: u64) -> Result<EncodedBatch> {
+    /// Whether each row of `batch` passes every `--filter` (the spec's filter columns must be in
+    /// the batch).
+    pub fn filter_mask(&self, batch: &RecordBatch, file: &Path) -> Result<Vec<bool>> {
+        let mut keep = vec![true; batch.num_rows()];
+        for f in &self.spec.filters {
+            let hit = filter_matches(column(batch, &f.column, file)?.as_ref(), &f.values);
+            for (k, h) in keep.iter_mut().zip(hit) {
+                *k &= h;
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Encode `batch`, whose rows are at `rows` in `file` (file rows, as messages give them);
+    /// `file_first_row_id` is the global input row id of the file's row 0.
+    pub fn encode(
+        &self,
+        batch: &RecordBatch,
+        file_first_row_id: u64,
+        file: &Path,
+        rows_at: &BatchRows,
+    ) -> Result<EncodedBatch> {
         let spec = self.spec;
         let n = batch.num_rows();
         let mut counts = BatchCounts {
             read: n as u64,
             ..Default::default()
         };
-        let row_of = |i: usize| Some(file_row0 + i as u64);
+        let row_of = |i: usize| Some(rows_at.file_row(i));
 
-        // 1. Filters.
-        let mut keep = vec![true; n];
-        for f in &spec.filters {
-            let hit = filter_matches(column(batch, &f.column, file)?.as_ref(), &f.values);
-            for (k, h) in keep.iter_mut().zip(hit) {
-                *k &= h;
-            }
-        }
+        // 1. Filters (rows a pushed-down selection kept pass them again).
+        let mut keep = self.filter_mask(batch, file)?;
         counts.filtered_out = keep.iter().filter(|k| !**k).count() as u64;
 
         // 2. Gather every used column.
         let num = |name: &str| -> Result<NumCol> {
             let a = column(batch, name, file)?;
-            let values = to_f64(a.as_ref()).ok_or_else(|| {
+            let values = NumValues::new(a.as_ref()).ok_or_else(|| {
                 Error::data(
                     file,
                     name,
@@ -500,6 +645,7 @@ impl<'a> Encoder<'a> {
             })?;
             Ok(NumCol {
                 name: name.to_string(),
+                may_be_nan: values.may_be_nan(),
                 values,
                 nulls: a.logical_nulls(),
             })
@@ -571,9 +717,9 @@ impl<'a> Encoder<'a> {
         let m = rows.len();
 
         // 4. Values of kept rows, checked in bulk (the exact row is looked up only on failure).
-        let gather = |c: &NumCol, t: Transform, out: &mut Vec<f64>| gather_checked(c, t, &rows, out, file, file_row0);
+        let gather = |c: &NumCol, t: Transform, out: &mut Vec<f64>| gather_checked(c, t, &rows, out, file, rows_at);
         let mut chunk = Chunk {
-            row_id: rows.iter().map(|&i| first_row_id + i as u64).collect(),
+            row_id: rows.iter().map(|&i| file_first_row_id + rows_at.file_row(i)).collect(),
             n_dense: dense.len(),
             n_cat: cats.len(),
             ..Default::default()
@@ -605,16 +751,7 @@ impl<'a> Encoder<'a> {
         // 5. Categorical codes.
         chunk.cat.reserve(m * cats.len());
         for (k, (arr, t)) in cats.iter().zip(&spec.categorical).enumerate() {
-            self.encode_cat(
-                k,
-                arr.as_ref(),
-                t.kind,
-                &rows,
-                &mut chunk.cat,
-                file,
-                &t.column,
-                file_row0,
-            )?;
+            self.encode_cat(k, arr.as_ref(), t.kind, &rows, &mut chunk.cat, file, &t.column, rows_at)?;
         }
 
         // 6. Sparse block: each row's slice is validated in bulk and copied in one go.
@@ -670,7 +807,7 @@ impl<'a> Encoder<'a> {
         out: &mut Vec<u32>,
         file: &Path,
         col: &str,
-        file_row0: u64,
+        rows_at: &BatchRows,
     ) -> Result<()> {
         let interner = &self.interners[k];
         if let Some(d) = arr.as_any_dictionary_opt() {
@@ -690,10 +827,10 @@ impl<'a> Encoder<'a> {
                 // Every row is null, and null rows were dropped above.
                 return Ok(());
             }
-            let keys = d.normalized_keys();
+            let (keys, max) = DictKeys::new(d);
             let mut local = vec![u32::MAX; values.len()];
             for &i in rows {
-                let j = keys[i];
+                let j = keys.get(i, max);
                 if local[j] == u32::MAX {
                     local[j] = interner.intern(LevelKey::Str(dict_str(values.as_ref(), j).into()));
                 }
@@ -730,7 +867,7 @@ impl<'a> Encoder<'a> {
                 for &i in rows {
                     let x = v[i];
                     if x.is_nan() {
-                        return Err(Error::data(file, col, Some(file_row0 + i as u64), "NaN is not a level"));
+                        return Err(Error::data(file, col, Some(rows_at.file_row(i)), "NaN is not a level"));
                     }
                     push(LevelKey::Float((x + 0.0).to_bits()), out);
                 }

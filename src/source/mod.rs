@@ -8,9 +8,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::BooleanArray;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -77,6 +80,26 @@ pub struct RowGroupTask {
     pub file_row0: u64,
     /// Rows in the row group.
     pub n_rows: u64,
+}
+
+/// Where a decoded batch's rows are in their file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchRows {
+    /// Consecutive rows, the first at this file row.
+    From(u64),
+    /// These file rows, in order: a row selection skipped the others.
+    Listed(Vec<u64>),
+}
+
+impl BatchRows {
+    /// File row of the batch's row `i`.
+    #[inline]
+    pub fn file_row(&self, i: usize) -> u64 {
+        match self {
+            BatchRows::From(r0) => r0 + i as u64,
+            BatchRows::Listed(rows) => rows[i],
+        }
+    }
 }
 
 /// The resolved, opened inputs; all files share one schema.
@@ -279,9 +302,27 @@ impl InputSet {
         task: RowGroupTask,
         columns: &[String],
         batch_rows: usize,
-        f: impl FnMut(RecordBatch, u64) -> Result<()>,
+        mut f: impl FnMut(RecordBatch, u64) -> Result<()>,
     ) -> Result<()> {
-        self.read_row_group_split(task, columns, batch_rows, 1, f)
+        self.read_row_group_split(task, columns, batch_rows, 1, None, |b, rows| f(b, rows.file_row(0)))
+    }
+
+    /// The rows of row group `task` that `keep` accepts, as a selection to decode only them with
+    /// ([`InputSet::read_row_group_split`]). `columns` (those `keep` reads) are decoded in
+    /// batches; `keep(batch)` returns one flag per row. Memory: one bit per row of the row
+    /// group, and the selection's runs.
+    pub fn row_selection(
+        &self,
+        task: RowGroupTask,
+        columns: &[String],
+        mut keep: impl FnMut(&RecordBatch) -> Result<BooleanArray>,
+    ) -> Result<RowSelection> {
+        let mut flags = Vec::new();
+        self.read_row_group(task, columns, 65_536, |batch, _| {
+            flags.push(keep(&batch)?);
+            Ok(())
+        })?;
+        Ok(RowSelection::from_filters(&flags))
     }
 
     /// As [`InputSet::read_row_group`], with the columns split into up to `ways` groups of about
@@ -295,7 +336,8 @@ impl InputSet {
         columns: &[String],
         batch_rows: usize,
         ways: usize,
-        mut f: impl FnMut(RecordBatch, u64) -> Result<()>,
+        selection: Option<&RowSelection>,
+        mut f: impl FnMut(RecordBatch, BatchRows) -> Result<()>,
     ) -> Result<()> {
         let input = &self.files[task.file];
         let path = &input.path;
@@ -319,17 +361,34 @@ impl InputSet {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let mask = ProjectionMask::roots(input.meta.parquet_schema(), g);
             let reader = guard_decoder(|| {
-                ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
+                let b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, input.meta.clone())
                     .with_row_groups(vec![task.row_group])
                     .with_projection(mask)
-                    .with_batch_size(batch_rows.max(1))
-                    .build()
+                    .with_batch_size(batch_rows.max(1));
+                match selection {
+                    Some(sel) => b.with_row_selection(sel.clone()).build(),
+                    None => b.build(),
+                }
             })
             .map_err(|_| corrupt(task.file_row0, "the decoder failed on it".into()))?
             .map_err(|e| corrupt(task.file_row0, e.to_string()))?;
             readers.push(reader);
         }
+        // The selected rows as (first file row, count) runs, handed out batch by batch.
+        let mut runs = selection.map(|sel| {
+            let mut at = task.file_row0;
+            let mut v = Vec::new();
+            for s in sel.iter() {
+                if !s.skip && s.row_count > 0 {
+                    v.push((at, s.row_count as u64));
+                }
+                at += s.row_count as u64;
+            }
+            v.into_iter()
+        });
+        let mut pending: Option<(u64, u64)> = None;
         let mut r0 = task.file_row0;
+        let mut yielded = 0u64;
         loop {
             // One reader: rayon runs the single item inline.
             let parts: Vec<_> = readers.par_iter_mut().map(|r| guard_decoder(|| r.next())).collect();
@@ -353,18 +412,41 @@ impl InputSet {
             } else {
                 join_columns(schema, batches).map_err(|e| corrupt(r0, e))?
             };
-            f(batch, r0)?;
-            r0 += n as u64;
+            let rows = match runs.as_mut() {
+                None => BatchRows::From(r0),
+                Some(runs) => {
+                    let mut rows = Vec::with_capacity(n);
+                    while rows.len() < n {
+                        let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
+                            return Err(corrupt(r0, "it yielded more rows than were selected".into()));
+                        };
+                        let take = k.min((n - rows.len()) as u64);
+                        rows.extend(a..a + take);
+                        if take < k {
+                            pending = Some((a + take, k - take));
+                        }
+                    }
+                    BatchRows::Listed(rows)
+                }
+            };
+            r0 = rows.file_row(n - 1) + 1;
+            f(batch, rows)?;
+            yielded += n as u64;
         }
-        if r0 != task.file_row0 + task.n_rows {
+        let expected = selection.map_or(task.n_rows, |sel| sel.row_count() as u64);
+        if yielded != expected {
             return Err(Error::File {
                 path: path.clone(),
-                msg: format!(
-                    "row group {} yielded {} rows but its metadata says {}",
-                    task.row_group,
-                    r0 - task.file_row0,
-                    task.n_rows
-                ),
+                msg: match selection {
+                    None => format!(
+                        "row group {} yielded {} rows but its metadata says {}",
+                        task.row_group, yielded, expected
+                    ),
+                    Some(_) => format!(
+                        "row group {} yielded {} rows but {} were selected",
+                        task.row_group, yielded, expected
+                    ),
+                },
             });
         }
         Ok(())

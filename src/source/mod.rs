@@ -415,21 +415,33 @@ impl InputSet {
             let rows = match runs.as_mut() {
                 None => BatchRows::From(r0),
                 Some(runs) => {
-                    let mut rows = Vec::with_capacity(n);
-                    while rows.len() < n {
-                        let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
-                            return Err(corrupt(r0, "it yielded more rows than were selected".into()));
-                        };
-                        let take = k.min((n - rows.len()) as u64);
-                        rows.extend(a..a + take);
-                        if take < k {
-                            pending = Some((a + take, k - take));
+                    let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
+                        return Err(corrupt(r0, "it yielded more rows than were selected".into()));
+                    };
+                    if k >= n as u64 {
+                        // Within one run of selected rows (a filter keeping a block): no list.
+                        if k > n as u64 {
+                            pending = Some((a + n as u64, k - n as u64));
                         }
+                        BatchRows::From(a)
+                    } else {
+                        let mut rows = Vec::with_capacity(n);
+                        rows.extend(a..a + k);
+                        while rows.len() < n {
+                            let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
+                                return Err(corrupt(r0, "it yielded more rows than were selected".into()));
+                            };
+                            let take = k.min((n - rows.len()) as u64);
+                            rows.extend(a..a + take);
+                            if take < k {
+                                pending = Some((a + take, k - take));
+                            }
+                        }
+                        BatchRows::Listed(rows)
                     }
-                    BatchRows::Listed(rows)
                 }
             };
-            r0 = rows.file_row(n - 1) + 1;
+            r0 = rows.file_row(n.max(1) - 1) + 1;
             f(batch, rows)?;
             yielded += n as u64;
         }

@@ -153,6 +153,10 @@ impl Header {
     }
 }
 
+/// Values per piece when [`CacheBuilder::finish`] rewrites a chunk file's codes in place
+/// (64 KiB of `u32`s).
+const REWRITE_PIECE: usize = 16_384;
+
 /// Zeros for padding each array to [`ALIGN`].
 static PAD: [u8; ALIGN] = [0u8; ALIGN];
 
@@ -767,23 +771,39 @@ impl CacheBuilder {
                     msg: m,
                 })?;
                 let o = h.offsets();
-                let rewrite = |at: usize, count: usize, f_map: &mut dyn FnMut(usize, &mut [u32])| -> Result<()> {
-                    let mut buf = vec![0u32; count];
-                    f.read_exact_at(bytemuck::cast_slice_mut(&mut buf), at as u64)
-                        .map_err(io)?;
-                    f_map(count, &mut buf);
-                    f.write_all_at(bytemuck::cast_slice(&buf), at as u64).map_err(io)
+                // Read, map and write back `count` u32s from `at`, a piece at a time through one
+                // small buffer (a buffer of the whole array would be that many fresh pages);
+                // `f_map(first, piece)` gets each piece with the index of its first value.
+                let mut buf = vec![0u32; REWRITE_PIECE.min((h.n * h.n_cat).max(h.nnz))];
+                let mut rewrite = |at: usize, count: usize, f_map: &mut dyn FnMut(usize, &mut [u32])| -> Result<()> {
+                    let mut done = 0;
+                    while done < count {
+                        let piece = &mut buf[..(count - done).min(REWRITE_PIECE)];
+                        let pos = (at + 4 * done) as u64;
+                        f.read_exact_at(bytemuck::cast_slice_mut(piece), pos).map_err(io)?;
+                        f_map(done, piece);
+                        f.write_all_at(bytemuck::cast_slice(piece), pos).map_err(io)?;
+                        done += piece.len();
+                    }
+                    Ok(())
                 };
                 let mut cat_nnz = 0u64;
                 if h.n_cat > 0 && !cat_remap.is_empty() {
-                    rewrite(o.cat, h.n * h.n_cat, &mut |_, codes: &mut [u32]| {
-                        for (k, col) in codes.chunks_mut(h.n.max(1)).enumerate().take(h.n_cat) {
+                    // The codes are column-major: value `first + i` is row `(first + i) % n` of
+                    // categorical column `(first + i) / n`.
+                    let n = h.n.max(1);
+                    rewrite(o.cat, h.n * h.n_cat, &mut |first, codes: &mut [u32]| {
+                        let mut i = 0;
+                        while i < codes.len() {
+                            let k = (first + i) / n;
+                            let end = ((k + 1) * n - first).min(codes.len());
                             let r = &cat_remap[k];
                             let drop = cat_drop_first.get(k).copied().unwrap_or(true);
-                            for c in col {
+                            for c in &mut codes[i..end] {
                                 *c = r[*c as usize];
                                 cat_nnz += (!drop || *c != 0) as u64;
                             }
+                            i = end;
                         }
                     })?;
                 }

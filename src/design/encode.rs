@@ -227,48 +227,22 @@ impl NumCol<'_> {
 
 /// A dictionary array's keys, read in place as indices into its values (a key out of range,
 /// as a null slot's may be, is clamped to the last value, as arrow's `normalized_keys` does).
-enum DictKeys<'b> {
-    I8(&'b [i8]),
-    I16(&'b [i16]),
-    I32(&'b [i32]),
-    I64(&'b [i64]),
-    U8(&'b [u8]),
-    U16(&'b [u16]),
-    U32(&'b [u32]),
-    U64(&'b [u64]),
-}
+struct DictKeys<'b>(NumValues<'b>);
 
 impl<'b> DictKeys<'b> {
     /// The keys of `d` and the index of its last value (0 for an empty dictionary).
     fn new(d: &'b dyn AnyDictionaryArray) -> (Self, usize) {
         let k = d.keys();
-        let keys = match k.data_type() {
-            DataType::Int8 => DictKeys::I8(k.as_primitive::<Int8Type>().values()),
-            DataType::Int16 => DictKeys::I16(k.as_primitive::<Int16Type>().values()),
-            DataType::Int32 => DictKeys::I32(k.as_primitive::<Int32Type>().values()),
-            DataType::Int64 => DictKeys::I64(k.as_primitive::<Int64Type>().values()),
-            DataType::UInt8 => DictKeys::U8(k.as_primitive::<UInt8Type>().values()),
-            DataType::UInt16 => DictKeys::U16(k.as_primitive::<UInt16Type>().values()),
-            DataType::UInt32 => DictKeys::U32(k.as_primitive::<UInt32Type>().values()),
-            // Arrow's dictionary key types are the integers above.
-            _ => DictKeys::U64(k.as_primitive::<UInt64Type>().values()),
-        };
-        (keys, d.values().len().saturating_sub(1))
+        // Arrow's dictionary keys are integers, which `NumValues` reads in place; the fallback
+        // (every key 0) is never taken.
+        let keys = NumValues::new(k).unwrap_or_else(|| NumValues::Owned(vec![0.0; k.len()]));
+        (DictKeys(keys), d.values().len().saturating_sub(1))
     }
 
     /// Key `i` as an index, at most `max`.
     #[inline]
     fn get(&self, i: usize, max: usize) -> usize {
-        let k = match self {
-            DictKeys::I8(s) => s[i] as usize,
-            DictKeys::I16(s) => s[i] as usize,
-            DictKeys::I32(s) => s[i] as usize,
-            DictKeys::I64(s) => s[i] as usize,
-            DictKeys::U8(s) => s[i] as usize,
-            DictKeys::U16(s) => s[i] as usize,
-            DictKeys::U32(s) => s[i] as usize,
-            DictKeys::U64(s) => s[i] as usize,
-        };
+        let k: usize = with_slice!(&self.0, s => s[i] as usize);
         k.min(max)
     }
 }

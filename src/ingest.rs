@@ -445,11 +445,12 @@ fn build(
             };
             // A `--filter` is pushed down: its columns are decoded first, and the others only
             // for the rows it keeps (the encoder checks them again).
-            let selection = match filter_columns.is_empty() {
-                true => None,
-                false => Some(set.row_selection(task, &filter_columns, |batch| {
+            let selection = if filter_columns.is_empty() {
+                None
+            } else {
+                Some(set.row_selection(task, &filter_columns, |batch| {
                     Ok(BooleanArray::from(encoder.filter_mask(batch, path)?))
-                })?),
+                })?)
             };
             if let Some(sel) = &selection {
                 let skipped = task.n_rows - sel.row_count() as u64;

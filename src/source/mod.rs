@@ -415,33 +415,30 @@ impl InputSet {
             let rows = match runs.as_mut() {
                 None => BatchRows::From(r0),
                 Some(runs) => {
-                    let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
-                        return Err(corrupt(r0, "it yielded more rows than were selected".into()));
-                    };
-                    if k >= n as u64 {
+                    // The batch's rows: the next n selected rows, as pieces of the runs.
+                    let mut pieces: Vec<(u64, u64)> = Vec::new();
+                    let mut need = n as u64;
+                    while need > 0 {
+                        let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
+                            return Err(corrupt(r0, "it yielded more rows than were selected".into()));
+                        };
+                        let take = k.min(need);
+                        pieces.push((a, take));
+                        if take < k {
+                            pending = Some((a + take, k - take));
+                        }
+                        need -= take;
+                    }
+                    match pieces.len() {
                         // Within one run of selected rows (a filter keeping a block): no list.
-                        if k > n as u64 {
-                            pending = Some((a + n as u64, k - n as u64));
-                        }
-                        BatchRows::From(a)
-                    } else {
-                        let mut rows = Vec::with_capacity(n);
-                        rows.extend(a..a + k);
-                        while rows.len() < n {
-                            let Some((a, k)) = pending.take().or_else(|| runs.next()) else {
-                                return Err(corrupt(r0, "it yielded more rows than were selected".into()));
-                            };
-                            let take = k.min((n - rows.len()) as u64);
-                            rows.extend(a..a + take);
-                            if take < k {
-                                pending = Some((a + take, k - take));
-                            }
-                        }
-                        BatchRows::Listed(rows)
+                        0 | 1 => BatchRows::From(pieces.first().map_or(r0, |p| p.0)),
+                        _ => BatchRows::Listed(pieces.iter().flat_map(|&(a, k)| a..a + k).collect()),
                     }
                 }
             };
-            r0 = rows.file_row(n.max(1) - 1) + 1;
+            if n > 0 {
+                r0 = rows.file_row(n - 1) + 1;
+            }
             f(batch, rows)?;
             yielded += n as u64;
         }

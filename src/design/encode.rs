@@ -332,9 +332,9 @@ pub fn filter_strings(arr: &dyn Array) -> Vec<Option<String>> {
 }
 
 /// For each row, whether its value, formatted as [`filter_strings`] formats it, is one of
-/// `values` (nulls never match). Strings are compared in place, and a dictionary's values once
-/// each rather than once per row: a `--filter` on a dictionary-encoded column costs a key lookup
-/// per row, not a string allocation.
+/// `values` (nulls never match). Strings are compared in place, a dictionary's values once each
+/// rather than once per row, booleans and integers as values: a `--filter` on a string,
+/// dictionary, boolean or integer column costs a comparison per row, not a string allocation.
 pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     let n = arr.len();
     if let Some(d) = arr.as_any_dictionary_opt() {
@@ -348,6 +348,27 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     match arr.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             (0..n).map(|i| arr.is_valid(i) && any(dict_str(arr, i))).collect()
+        }
+        DataType::Boolean => {
+            let (t, f) = (any("true"), any("false"));
+            let b = arr.as_boolean();
+            (0..n)
+                .map(|i| b.is_valid(i) && if b.value(i) { t } else { f })
+                .collect()
+        }
+        dt if dt.is_integer() => {
+            // `filter_strings` formats an integer through f64 as a whole number; the values that
+            // can equal such a string are those that parse as an integer and print back the same.
+            let targets: Vec<i128> = values
+                .iter()
+                .filter_map(|w| w.parse::<i128>().ok().filter(|v| v.to_string() == *w))
+                .collect();
+            match NumValues::new(arr) {
+                Some(v) => (0..n)
+                    .map(|i| arr.is_valid(i) && targets.contains(&(v.get(i) as i128)))
+                    .collect(),
+                None => vec![false; n],
+            }
         }
         _ => filter_strings(arr)
             .iter()
@@ -887,10 +908,28 @@ mod tests {
             Arc::new(LargeStringArray::from(strs.to_vec())),
             Arc::new(StringViewArray::from(strs.to_vec())),
             Arc::new(DictionaryArray::new(keys, Arc::new(dict_values))),
-            Arc::new(Int64Array::from(vec![Some(1), None, Some(2), Some(-3)])),
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                None,
+                Some(2),
+                Some(-3),
+                Some((1 << 53) + 1),
+            ])),
+            Arc::new(arrow_array::Int8Array::from(vec![Some(1), Some(-3), None, Some(7)])),
+            Arc::new(arrow_array::UInt64Array::from(vec![Some(1), Some(u64::MAX), None])),
             Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
         ];
-        let wanted: [&[&str]; 5] = [&["train"], &["test", "train"], &[""], &["1", "-3"], &["true"]];
+        let wanted: [&[&str]; 9] = [
+            &["train"],
+            &["test", "train"],
+            &[""],
+            &["1", "-3"],
+            &["true"],
+            &["false", "true"],
+            &["01", "+1", "1.0", " 1", "-0"],
+            &["9007199254740992", "18446744073709551616"],
+            &["7", "x"],
+        ];
         for arr in &arrays {
             for want in wanted {
                 let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();

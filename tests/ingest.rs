@@ -248,8 +248,9 @@ fn no_intercept_dot_and_filters() {
     assert_eq!(ds.counts().n_obs, 364 + 325);
 }
 
-/// Split a fixture into several files with small row groups.
+/// Split a fixture into several files with small row groups, in a new directory `dir`.
 fn split_file(src: &str, dir: &Path, parts: usize, rg_rows: usize) -> Vec<PathBuf> {
+    std::fs::create_dir(dir).unwrap();
     let all = read_all(src);
     let n = all.num_rows();
     let mut out = Vec::new();
@@ -271,7 +272,6 @@ fn split_file(src: &str, dir: &Path, parts: usize, rg_rows: usize) -> Vec<PathBu
 fn several_files_equal_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     split_file(&fixture("adult.parquet"), &data, 3, 5000);
     let m = model(ADULT, &[("split", "train")]);
     let one = load(&[fixture("adult.parquet")], &m, &tmp.path().join("c1"));
@@ -641,7 +641,6 @@ fn pushed_down_filter_over_blocks_keeps_row_ids_and_values() {
 fn scattered_filter_keeps_row_ids_and_values() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     split_file(&fixture("insurance.parquet"), &data, 3, 50);
     let opts = IngestOptions {
         cache_dir: Some(tmp.path().join("cache")),

@@ -28,8 +28,8 @@ pub const PAR_MIN_ORDER: usize = 512;
 /// size (16³ multiply-adds; a Cholesky of order ≥ ~40 has one) makes `private-gemm-x86` read the
 /// CPU's cache sizes from sysfs (88 small files on the 2-core benchmark VM) and `/proc/cpuinfo`,
 /// ~0.85 ms, kept for the rest of the process. The binary runs this on an idle worker at
-/// start-up, while the input is opened, so that the first factorization of a fit does not wait
-/// for it. The product is of order 32 and its result is discarded.
+/// start-up, while the arguments are parsed and the input opened, so that the first
+/// factorization of a fit does not wait for it. The product is of order 32 and its result is discarded.
 pub fn warm_up() {
     let a = Mat::<f64>::from_fn(32, 32, |i, j| (i == j) as u8 as f64);
     let mut b = Mat::<f64>::zeros(32, 32);

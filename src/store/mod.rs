@@ -179,27 +179,24 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
     let b = bytemuck::cast_slice::<u64, u8>;
     let fb = bytemuck::cast_slice::<f64, u8>;
     let ub = bytemuck::cast_slice::<u32, u8>;
-    let arrays: [&[u8]; 10] = [
-        b(&chunk.row_id),
-        fb(&chunk.y),
-        chunk.failures.as_deref().map_or(&[][..], fb),
-        fb(&chunk.weight),
-        fb(&chunk.offset),
-        fb(&chunk.dense),
-        ub(&chunk.cat),
-        ub(&chunk.indptr),
-        ub(&chunk.indices),
-        fb(&chunk.values),
+    // An absent failures column takes no space (the header's flag says so); every other array
+    // is written, empty ones included, each padded to ALIGN.
+    let arrays: [Option<&[u8]>; 10] = [
+        Some(b(&chunk.row_id)),
+        Some(fb(&chunk.y)),
+        chunk.failures.as_deref().map(fb),
+        Some(fb(&chunk.weight)),
+        Some(fb(&chunk.offset)),
+        Some(fb(&chunk.dense)),
+        Some(ub(&chunk.cat)),
+        Some(ub(&chunk.indptr)),
+        Some(ub(&chunk.indices)),
+        Some(fb(&chunk.values)),
     ];
     let mut pos = HEADER;
     let mut parts: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(1 + 2 * arrays.len());
     parts.push(std::io::IoSlice::new(&h));
-    for (k, a) in arrays.iter().enumerate() {
-        // An absent failures column takes no space (the header's flag says so); every other
-        // array is written, empty ones included, each padded to ALIGN.
-        if k == 2 && chunk.failures.is_none() {
-            continue;
-        }
+    for a in arrays.iter().flatten() {
         pos += a.len();
         let pad = align(pos) - pos;
         pos += pad;

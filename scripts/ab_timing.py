@@ -3,6 +3,7 @@
 whole-benchmark scripts to resolve (a 10 % kernel change is within their run-to-run noise).
 
   python3 scripts/ab_timing.py A B [--case adult-fit|adult-build|adult-open|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8] [--wall]
+  python3 scripts/ab_timing.py A B --case adult-build --alternate 40
 
 A and B are git revisions (built with `cargo build --release` from a `git worktree` of each, into
 target/ab/<sha>/fulcrum; the target dir is shared so only fulcrum itself is recompiled) or paths
@@ -20,6 +21,10 @@ binary's cache) and `--runs` timed runs with the cache reused, and takes the med
 
 --wall takes the whole process's wall time (spawn to exit, nothing around it) instead of the
 `timing_s` field.
+
+--alternate N instead runs A and B in turn N times each (one run at a time, the cache removed
+before every run for adult-build) and prints, for each side, the medians over its N runs of the
+wall time and of `timing_s.ingest` and `timing_s.fit_total` (one process gives all three).
 
 Prints every round's medians and the median over rounds for each side. Run it on an idle machine.
 """
@@ -70,12 +75,21 @@ def binary(spec):
     return exe
 
 
+def cache_dir(exe, work):
+    return os.path.join(work, "cache", os.path.basename(exe) + str(hash(exe)))
+
+
+def base_cmd(exe, case, work):
+    cmd, data, formula, extra, _ = CASES[case]
+    return [exe, cmd, os.path.join(ROOT, data), "--formula", formula, "--family", "binomial", *extra,
+            "--out", os.path.join(work, "out"), "--cache-dir", cache_dir(exe, work), "-q"]
+
+
 def median_of_runs(exe, case, runs, work, wall=False):
-    cmd, data, formula, extra, field = CASES[case]
+    field = CASES[case][4]
     out = os.path.join(work, "out")
-    cache = os.path.join(work, "cache", os.path.basename(exe) + str(hash(exe)))
-    base = [exe, cmd, os.path.join(ROOT, data), "--formula", formula, "--family", "binomial", *extra,
-            "--out", out, "--cache-dir", cache, "-q"]
+    cache = cache_dir(exe, work)
+    base = base_cmd(exe, case, work)
     subprocess.run(base, check=True)  # untimed: builds or reuses the cache
     vals = []
     for _ in range(runs):
@@ -89,6 +103,27 @@ def median_of_runs(exe, case, runs, work, wall=False):
     return statistics.median(vals)
 
 
+def alternate(exes, case, n, work):
+    """`n` runs of each binary in turn; medians (ms) of wall, ingest and fit_total per side."""
+    out = os.path.join(work, "out")
+    vals = {side: {"wall": [], "ingest": [], "fit_total": []} for side in exes}
+    for side, exe in exes.items():
+        subprocess.run(base_cmd(exe, case, work), check=True)  # untimed: builds or reuses the cache
+    for _ in range(n):
+        for side, exe in exes.items():
+            if case == "adult-build":
+                subprocess.run(["rm", "-rf", cache_dir(exe, work)], check=True)
+            t0 = time.perf_counter()
+            subprocess.run(base_cmd(exe, case, work), check=True)
+            w = time.perf_counter() - t0
+            with open(os.path.join(out, "summary.json")) as f:
+                t = json.load(f)["timing_s"]
+            vals[side]["wall"].append(w)
+            vals[side]["ingest"].append(t["ingest"])
+            vals[side]["fit_total"].append(t.get("fit_total", 0.0))
+    return {side: {k: statistics.median(v) * 1e3 for k, v in d.items()} for side, d in vals.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("a")
@@ -97,8 +132,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--wall", action="store_true", help="time the whole process instead of a timing_s field")
+    ap.add_argument("--alternate", type=int, default=0, metavar="N",
+                    help="N runs of each binary in turn; medians of wall, ingest and fit_total")
     a = ap.parse_args()
     exes = {"A": binary(a.a), "B": binary(a.b)}
+    if a.alternate:
+        with tempfile.TemporaryDirectory() as work:
+            med = alternate(exes, a.case, a.alternate, work)
+        for k in ("wall", "ingest", "fit_total"):
+            print(f"{k}: median {med['A'][k]:.2f} -> {med['B'][k]:.2f} ms ({med['B'][k] / med['A'][k]:.3f})")
+        return
     meds = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as work:
         for r in range(a.rounds):

@@ -465,7 +465,8 @@ impl PassStats {
 
     fn zeros(p: usize, m: usize, split: Option<&BlockSplit>) -> Self {
         PassStats {
-            gram: vec![0.0; m * m],
+            // 2.3 MB at m = 539, one per fold group and pass: kept between passes.
+            gram: crate::linalg::spare::zeroed(m * m),
             block: split.map(BlockGram::zeros),
             xtwz: vec![0.0; p],
             score_cols: ScoreCols::All,
@@ -496,6 +497,12 @@ impl PassStats {
         self.boundary += o.boundary;
         self.perfect += o.perfect;
         self
+    }
+}
+
+impl Drop for PassStats {
+    fn drop(&mut self) {
+        crate::linalg::spare::recycle(std::mem::take(&mut self.gram));
     }
 }
 
@@ -1578,7 +1585,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         timing,
     };
     drop(st);
-    crate::linalg::block::release_spare_buffers();
+    crate::linalg::spare::release();
     Ok(fit)
 }
 

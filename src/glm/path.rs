@@ -787,7 +787,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             let mut score_lam = lam_prev;
             let mut halving = Halving::default();
             loop {
-                let (sub, st) = match cur.take() {
+                let (sub, mut st) = match cur.take() {
                     Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
                     _ => {
                         let mut cols = want.clone();
@@ -841,7 +841,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 want = sub.columns().to_vec();
                 solved = sub;
                 if st.score_cols == ScoreCols::All {
-                    last_score = st.xtwz;
+                    last_score = std::mem::take(&mut st.xtwz);
                     score_lam = lam;
                 }
             }
@@ -894,6 +894,8 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
         ("path_setup".to_string(), t_setup),
         ("path".to_string(), t0.elapsed().as_secs_f64() - t_setup),
     ];
+    drop(cur);
+    crate::linalg::spare::release();
     Ok(Path {
         options: opts.clone(),
         points,

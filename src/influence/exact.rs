@@ -271,7 +271,14 @@ pub(crate) fn information<'a>(ds: &Dataset, fit: &'a Fit, observed: bool) -> Cow
         .cache
         .par_fold_groups(
             ((2usize << 30) / (m * m * 8).max(1)).clamp(1, crate::store::FOLD_GROUPS),
-            || (vec![0.0; m * m], Vec::new(), Vec::new(), SandwichScratch::default()),
+            || {
+                (
+                    crate::linalg::spare::zeroed(m * m),
+                    Vec::new(),
+                    Vec::new(),
+                    SandwichScratch::default(),
+                )
+            },
             |(mut acc, mut eta, mut w, mut sc), v| {
                 crate::linalg::clear_upper_simd_state();
                 eta_mu(&v, fit, ds, &mut eta);

@@ -86,7 +86,7 @@ pub fn randomized_leverage(
     // Pass 1: Π₁A, m × p row-major, summed in two fixed groups (deterministic).
     let sa = ds.cache.par_fold_groups(
         2,
-        || vec![0.0; m_rows * p],
+        || crate::linalg::spare::zeroed(m_rows * p),
         |mut acc, v| {
             let mut eta = Vec::new();
             eta_mu(&v, fit, ds, &mut eta);

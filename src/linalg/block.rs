@@ -22,8 +22,6 @@
 //! ([`GramFactor`], column order). Levels of K with no weight are zero columns, aliased in any
 //! order, and are dropped here as R drops them.
 
-use std::sync::Mutex;
-
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, Mat, MatMut, Par};
 
@@ -78,25 +76,6 @@ impl BlockSplit {
     }
 }
 
-/// Spare B buffers for [`BlockGram::zeros`]. A pass allocates one per fold group, tens of MiB
-/// each at 10⁴ levels; freed, they went back to the kernel, and every pass paid the page faults
-/// and TLB shootdowns again (in a `perf` profile of the p = 20,450 benchmark fit, most of each
-/// pass's samples).
-static SPARE: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
-
-/// At most this many spare buffers are kept.
-const MAX_SPARE: usize = 16;
-
-/// Buffers smaller than this (entries) are not worth keeping.
-const MIN_SPARE_LEN: usize = 1 << 16;
-
-/// Free the spare B buffers (a fit calls it when done).
-pub fn release_spare_buffers() {
-    if let Ok(mut s) = SPARE.lock() {
-        s.clear();
-    }
-}
-
 /// The B and D blocks of XᵀWX (A is an ordinary [`super::sandwich`] over `BlockSplit::rest`).
 #[derive(Debug, Clone)]
 pub struct BlockGram {
@@ -109,20 +88,9 @@ pub struct BlockGram {
 impl BlockGram {
     /// Zeros for `split`.
     pub fn zeros(split: &BlockSplit) -> BlockGram {
-        let len = split.rest.len() * split.width;
-        let spare = SPARE
-            .lock()
-            .ok()
-            .and_then(|mut s| s.iter().position(|b| b.len() == len).map(|k| s.swap_remove(k)));
-        let cross = match spare {
-            Some(mut b) => {
-                b.fill(0.0);
-                b
-            }
-            None => vec![0.0; len],
-        };
         BlockGram {
-            cross,
+            // Tens of MiB at 10⁴ levels, one per fold group and pass: kept between passes.
+            cross: super::spare::zeroed(split.rest.len() * split.width),
             diag: vec![0.0; split.width],
         }
     }
@@ -146,14 +114,7 @@ impl BlockGram {
 
 impl Drop for BlockGram {
     fn drop(&mut self) {
-        let b = std::mem::take(&mut self.cross);
-        if b.len() >= MIN_SPARE_LEN {
-            if let Ok(mut s) = SPARE.lock() {
-                if s.len() < MAX_SPARE {
-                    s.push(b);
-                }
-            }
-        }
+        super::spare::recycle(std::mem::take(&mut self.cross));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod chol;
 pub mod combos;
 pub mod narrow;
 pub mod pass;
+pub mod spare;
 pub mod vmath;
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};

@@ -44,7 +44,7 @@ impl Gram {
     pub fn zeros(m: usize) -> Self {
         Gram {
             m,
-            data: vec![0.0; m * m],
+            data: super::spare::zeroed(m * m),
             scratch: SandwichScratch::default(),
         }
     }
@@ -60,6 +60,12 @@ impl Gram {
         symmetrize_lower(&mut self.data, self.m);
         let m = self.m;
         Mat::from_fn(m, m, |i, j| self.data[j * m + i])
+    }
+}
+
+impl Drop for Gram {
+    fn drop(&mut self) {
+        super::spare::recycle(std::mem::take(&mut self.data));
     }
 }
 

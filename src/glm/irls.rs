@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::ingest::Dataset;
 use crate::linalg::block::{sandwich_cross, BlockGram, BlockSplit, InfoFactor, InformationBlocks, SchurFactor};
 use crate::linalg::chol::{GramFactor, ALIAS_TOL};
+use crate::linalg::spare::Buf;
 use crate::linalg::vmath::{exp, ln};
 use crate::linalg::{
     sandwich_gathered, symmetrize_lower, x_beta, x_beta_gathered, xt_v, ColumnSubset, LaneSums, SandwichScratch, Sum,
@@ -427,7 +428,7 @@ pub(crate) enum Eval<'a> {
 pub(crate) struct PassStats {
     /// XᵀWX over the pass's column subset (m×m, both triangles); for a blocked pass, the A
     /// block over `BlockSplit::rest`.
-    pub gram: Vec<f64>,
+    pub gram: Buf,
     /// A blocked pass's B and D blocks ([`irls_pass_blocked`]).
     pub block: Option<BlockGram>,
     /// Xᵀ(w ∘ u), u per [`Rhs`]: over all p columns, or over the subset only (0 elsewhere)
@@ -466,7 +467,7 @@ impl PassStats {
     fn zeros(p: usize, m: usize, split: Option<&BlockSplit>) -> Self {
         PassStats {
             // 2.3 MB at m = 539, one per fold group and pass: kept between passes.
-            gram: crate::linalg::spare::zeroed(m * m),
+            gram: Buf::zeroed(m * m),
             block: split.map(BlockGram::zeros),
             xtwz: vec![0.0; p],
             score_cols: ScoreCols::All,
@@ -480,7 +481,7 @@ impl PassStats {
         }
     }
     fn merge(mut self, o: PassStats) -> Self {
-        for (a, b) in self.gram.iter_mut().zip(&o.gram) {
+        for (a, b) in self.gram.iter_mut().zip(o.gram.iter()) {
             *a += b;
         }
         for (a, b) in self.xtwz.iter_mut().zip(&o.xtwz) {
@@ -497,12 +498,6 @@ impl PassStats {
         self.boundary += o.boundary;
         self.perfect += o.perfect;
         self
-    }
-}
-
-impl Drop for PassStats {
-    fn drop(&mut self) {
-        crate::linalg::spare::recycle(std::mem::take(&mut self.gram));
     }
 }
 
@@ -1424,6 +1419,8 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         iterations += 1;
     };
     timing.push(("irls".to_string(), t1.elapsed().as_secs_f64()));
+    // No more passes: the spare accumulators would only add to the memory of what follows.
+    crate::linalg::spare::release();
     if halved {
         warnings.push("step size truncated due to divergence".into());
     }
@@ -1531,7 +1528,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let information_blocks = match (st.block.as_mut(), &split) {
         (Some(g), Some(sp)) => {
             let ma = sp.rest.len();
-            let mut a = std::mem::take(&mut st.gram);
+            let mut a = std::mem::take(&mut st.gram).into_vec();
             for (x, &j) in sp.rest.columns().iter().enumerate() {
                 a[x * ma + x] += ridge[j];
             }
@@ -1544,7 +1541,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             Some(InformationBlocks {
                 split: sp.clone(),
                 a,
-                cross: std::mem::take(&mut g.cross),
+                cross: std::mem::take(&mut g.cross).into_vec(),
                 diag,
             })
         }

@@ -787,7 +787,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             let mut score_lam = lam_prev;
             let mut halving = Halving::default();
             loop {
-                let (sub, mut st) = match cur.take() {
+                let (sub, st) = match cur.take() {
                     Some((sub, st)) if want.iter().all(|&j| sub.local(j).is_some()) => (sub, st),
                     _ => {
                         let mut cols = want.clone();
@@ -841,7 +841,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 want = sub.columns().to_vec();
                 solved = sub;
                 if st.score_cols == ScoreCols::All {
-                    last_score = std::mem::take(&mut st.xtwz);
+                    last_score = st.xtwz;
                     score_lam = lam;
                 }
             }
@@ -1063,7 +1063,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         }
     };
     let penalty_curvature: Vec<f64> = kept.iter().map(|&j| ridge_of(j)).collect();
-    let mut information = st.gram.clone();
+    let mut information = st.gram.to_vec();
     for (k, c) in penalty_curvature.iter().enumerate() {
         information[k * m + k] += c;
     }

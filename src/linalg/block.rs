@@ -23,9 +23,10 @@
 //! order, and are dropped here as R drops them.
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-use faer::{Accum, Mat, MatMut, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use super::chol::GramFactor;
+use super::spare::Buf;
 use super::{ColumnSubset, SandwichScratch};
 use crate::chunk::ChunkView;
 use crate::design::Layout;
@@ -80,7 +81,7 @@ impl BlockSplit {
 #[derive(Debug, Clone)]
 pub struct BlockGram {
     /// B, m_A × L column-major: column l holds level l's cross products with the rest.
-    pub cross: Vec<f64>,
+    pub cross: Buf,
     /// D's diagonal, Σᵢ wᵢ over the rows at each level.
     pub diag: Vec<f64>,
 }
@@ -90,14 +91,14 @@ impl BlockGram {
     pub fn zeros(split: &BlockSplit) -> BlockGram {
         BlockGram {
             // Tens of MiB at 10⁴ levels, one per fold group and pass: kept between passes.
-            cross: super::spare::zeroed(split.rest.len() * split.width),
+            cross: Buf::zeroed(split.rest.len() * split.width),
             diag: vec![0.0; split.width],
         }
     }
 
     /// Add another accumulator's sums.
     pub fn merge(&mut self, o: &BlockGram) {
-        for (a, b) in self.cross.iter_mut().zip(&o.cross) {
+        for (a, b) in self.cross.iter_mut().zip(o.cross.iter()) {
             *a += b;
         }
         for (a, b) in self.diag.iter_mut().zip(&o.diag) {
@@ -109,12 +110,6 @@ impl BlockGram {
     /// `a` (m_A × m_A, both triangles) and these blocks, plus `ridge[j]` on the diagonal.
     pub fn assemble(&self, a: &[f64], split: &BlockSplit, cols: &[usize], ridge: &[f64]) -> Vec<f64> {
         assemble(a, &self.slices(), split, cols, ridge)
-    }
-}
-
-impl Drop for BlockGram {
-    fn drop(&mut self) {
-        super::spare::recycle(std::mem::take(&mut self.cross));
     }
 }
 
@@ -293,7 +288,7 @@ pub struct SchurFactor {
     /// D + R_K over the kept levels.
     dk: Vec<f64>,
     /// B over the kept levels (m_A × L_kept, column-major).
-    cross: Vec<f64>,
+    cross: Buf,
     /// Cholesky factor of S = A − B D⁻¹ Bᵀ.
     s: GramFactor,
     /// The split it was built for.
@@ -336,7 +331,9 @@ impl SchurFactor {
         }
         let nk = levels.len();
         let dk: Vec<f64> = levels.iter().map(|&l| g.diag[l] + ridge[split.offset + l]).collect();
-        let mut cross = vec![0.0; ma * nk];
+        // B over the kept levels, and below B D^-1/2: each as large as B (86 MB at 10⁴ levels),
+        // made on every IRLS iteration, so taken from (and given back to) the spare buffers.
+        let mut cross = Buf::take(ma * nk);
         for (k, &l) in levels.iter().enumerate() {
             cross[k * ma..(k + 1) * ma].copy_from_slice(&g.cross[l * ma..(l + 1) * ma]);
         }
@@ -347,14 +344,21 @@ impl SchurFactor {
             return Ok(None);
         }
         if nk > 0 {
-            let bs = Mat::from_fn(ma, nk, |x, k| cross[k * ma + x] / dk[k].sqrt());
+            let mut bs = Buf::take(ma * nk);
+            for (k, (b, c)) in bs.chunks_exact_mut(ma).zip(cross.chunks_exact(ma)).enumerate() {
+                let sd = dk[k].sqrt();
+                for (b, &c) in b.iter_mut().zip(c) {
+                    *b = c / sd;
+                }
+            }
+            let bsm = MatRef::from_column_major_slice(&bs, ma, nk);
             matmul(
                 s.as_mut(),
                 BlockStructure::TriangularLower,
                 Accum::Add,
-                bs.as_ref(),
+                bsm,
                 BlockStructure::Rectangular,
-                bs.transpose(),
+                bsm.transpose(),
                 BlockStructure::Rectangular,
                 -1.0,
                 Par::rayon(0),
@@ -505,7 +509,7 @@ impl SchurFactor {
             sinv,
             u,
             c,
-            cross: self.cross.clone(),
+            cross: self.cross.to_vec(),
             dk: self.dk.clone(),
             level_index,
             pos_rest: self.pos_rest.clone(),

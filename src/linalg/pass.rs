@@ -3,6 +3,7 @@
 
 use faer::Mat;
 
+use super::spare::Buf;
 use super::{sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch};
 use crate::chunk::ChunkView;
 use crate::design::Layout;
@@ -35,7 +36,7 @@ pub struct Gram {
     /// Subset size m.
     pub m: usize,
     /// m×m column-major; lower triangle accumulated.
-    pub data: Vec<f64>,
+    pub data: Buf,
     scratch: SandwichScratch,
 }
 
@@ -44,13 +45,13 @@ impl Gram {
     pub fn zeros(m: usize) -> Self {
         Gram {
             m,
-            data: super::spare::zeroed(m * m),
+            data: Buf::zeroed(m * m),
             scratch: SandwichScratch::default(),
         }
     }
     /// Add another partial sum.
     pub fn merge(mut self, o: Gram) -> Gram {
-        for (a, b) in self.data.iter_mut().zip(&o.data) {
+        for (a, b) in self.data.iter_mut().zip(o.data.iter()) {
             *a += b;
         }
         self
@@ -60,12 +61,6 @@ impl Gram {
         symmetrize_lower(&mut self.data, self.m);
         let m = self.m;
         Mat::from_fn(m, m, |i, j| self.data[j * m + i])
-    }
-}
-
-impl Drop for Gram {
-    fn drop(&mut self) {
-        super::spare::recycle(std::mem::take(&mut self.data));
     }
 }
 

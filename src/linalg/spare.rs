@@ -1,17 +1,20 @@
-//! Pass accumulators kept from one pass to the next.
+//! Large per-pass and per-iteration buffers kept from one pass to the next.
 //!
 //! A pass allocates one accumulator per fold group: XᵀWX over its columns (2.3 MB at the 1M-row
-//! benchmark's p = 539, eight groups), or a blocked fit's B block (tens of MiB at 10⁴ levels).
-//! Allocated afresh on every pass, each of their pages was faulted in again, and twice:
-//! `vec![0.0; n]` is `calloc`, whose untouched pages are first read (`acc[k] += …`), which maps
-//! the shared zero page, then written, which allocates the page and flushes the other CPUs'
-//! TLBs (an inter-processor interrupt: on a virtual machine, an exit to the hypervisor). In a
-//! `perf` profile of the 1M-row fit, those write faults and their interrupts were ~14 % of the
-//! samples, and the process took ~36,000 page faults (docs/PERFORMANCE.md).
+//! benchmark's p = 539, eight groups), or a blocked fit's B block (86 MB at 19,911 levels); each
+//! IRLS step of a blocked fit copies B twice more (over the kept levels, and scaled by D^-1/2).
+//! Allocated afresh every time, each of their pages was faulted in again, and an accumulator's
+//! twice: `vec![0.0; n]` is `calloc`, whose untouched pages are first read (`acc[k] += …`), which
+//! maps the shared zero page, then written, which allocates the page and flushes the other CPUs'
+//! TLBs (an inter-processor interrupt: on a virtual machine, an exit to the hypervisor). The
+//! 1M-row fit took ~37,000 page faults and the p = 20,450 fit ~1.25 million (docs/PERFORMANCE.md).
 //!
-//! Here a buffer a pass is done with waits for the next pass's, which zeroes it in place; a new
-//! one is zeroed as it is allocated (one write fault a page, no shootdown).
+//! Here a buffer that is done with waits, as a spare, for the next one of its length: zeroed in
+//! place for an accumulator ([`zeroed`]), as it was for a copy that overwrites it ([`take`]). A
+//! new one is zeroed as it is allocated (one write fault a page, no shootdown). [`Buf`] gives
+//! its vector back when dropped; a fit frees the spares when its iterations end ([`release`]).
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
 /// Spare buffers, by length.
@@ -27,24 +30,28 @@ const MAX_SPARE: usize = 16;
 const MIN_SPARE_LEN: usize = 1 << 16;
 
 impl Pool {
-    fn zeroed(&self, len: usize) -> Vec<f64> {
-        if len >= MIN_SPARE_LEN {
-            let spare = self
-                .0
-                .lock()
-                .ok()
-                .and_then(|mut s| s.iter().position(|b| b.len() == len).map(|k| s.swap_remove(k)));
-            if let Some(mut b) = spare {
-                b.fill(0.0);
-                return b;
-            }
+    /// A spare buffer of length `len`, if one is kept.
+    fn spare(&self, len: usize) -> Option<Vec<f64>> {
+        if len < MIN_SPARE_LEN {
+            return None;
         }
-        let mut b = Vec::with_capacity(len);
-        // Opaque to the optimiser, so that allocating and zeroing are not fused into `calloc`
-        // (whose pages would each be faulted twice, as above).
-        std::hint::black_box(&mut b);
-        b.resize(len, 0.0);
-        b
+        let mut s = self.0.lock().ok()?;
+        let k = s.iter().position(|b| b.len() == len)?;
+        Some(s.swap_remove(k))
+    }
+
+    fn zeroed(&self, len: usize) -> Vec<f64> {
+        match self.spare(len) {
+            Some(mut b) => {
+                b.fill(0.0);
+                b
+            }
+            None => new_zeroed(len),
+        }
+    }
+
+    fn take(&self, len: usize) -> Vec<f64> {
+        self.spare(len).unwrap_or_else(|| new_zeroed(len))
     }
 
     fn recycle(&self, buf: Vec<f64>) {
@@ -64,16 +71,73 @@ impl Pool {
     }
 }
 
+/// A new buffer of `len` zeros, written as it is allocated.
+fn new_zeroed(len: usize) -> Vec<f64> {
+    let mut b = Vec::with_capacity(len);
+    // Opaque to the optimiser, so that allocating and zeroing are not fused into `calloc`
+    // (whose pages would each be faulted twice, as above).
+    std::hint::black_box(&mut b);
+    b.resize(len, 0.0);
+    b
+}
+
 /// A buffer of `len` zeros: a spare one of that length if there is one, else a new one, written
 /// as it is allocated.
 pub fn zeroed(len: usize) -> Vec<f64> {
     SPARE.zeroed(len)
 }
 
-/// Keep `buf` for a later [`zeroed`] of its length (a short one, or one past the sixteen kept,
+/// A buffer of `len` entries for a caller that overwrites every one: a spare one of that length
+/// as it was left (no zeroing), else a new one of zeros.
+pub fn take(len: usize) -> Vec<f64> {
+    SPARE.take(len)
+}
+
+/// Keep `buf` for a later [`zeroed`] or [`take`] of its length (a short one, or one past the sixteen kept,
 /// is freed).
 pub fn recycle(buf: Vec<f64>) {
     SPARE.recycle(buf);
+}
+
+/// A buffer that goes back to the spares when dropped: what a pass's accumulators and the
+/// blocked solve's copies of B are held in.
+#[derive(Debug, Default, Clone)]
+pub struct Buf(Vec<f64>);
+
+impl Buf {
+    /// [`zeroed`], held.
+    pub fn zeroed(len: usize) -> Buf {
+        Buf(zeroed(len))
+    }
+
+    /// [`take`], held.
+    pub fn take(len: usize) -> Buf {
+        Buf(take(len))
+    }
+
+    /// The vector, no longer going back to the spares.
+    pub fn into_vec(mut self) -> Vec<f64> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Deref for Buf {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.0
+    }
+}
+
+impl DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f64] {
+        &mut self.0
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.0));
+    }
 }
 
 /// Free every spare buffer: a fit calls it when it is done, so that they do not add to the
@@ -89,7 +153,7 @@ mod tests {
     /// A recycled buffer is handed out again, zeroed, for its own length only; short ones and
     /// ones past the limit are not kept.
     #[test]
-    fn recycled_buffers_come_back_zeroed() {
+    fn spare_buffers_come_back_by_length() {
         let pool = Pool(Mutex::new(Vec::new()));
         let len = MIN_SPARE_LEN + 3;
         let mut a = pool.zeroed(len);
@@ -99,9 +163,16 @@ mod tests {
         pool.recycle(a);
         let other = pool.zeroed(len + 1);
         assert_ne!(other.as_ptr(), at, "a buffer of another length was handed out");
-        let b = pool.zeroed(len);
+        let mut b = pool.zeroed(len);
         assert_eq!(b.as_ptr(), at, "the spare buffer was not reused");
         assert!(b.len() == len && b.iter().all(|&x| x == 0.0));
+        // `take` hands a spare back as it was left.
+        b.fill(3.0);
+        pool.recycle(b);
+        let c = pool.take(len);
+        assert_eq!(c.as_ptr(), at);
+        assert!(c.iter().all(|&x| x == 3.0));
+        assert!(pool.take(len).iter().all(|&x| x == 0.0), "a new buffer is zeros");
         pool.recycle(vec![1.0; 8]);
         for _ in 0..MAX_SPARE + 2 {
             pool.recycle(vec![1.0; len]);

@@ -433,7 +433,7 @@ pub(crate) struct PassStats {
     pub block: Option<BlockGram>,
     /// Xᵀ(w ∘ u), u per [`Rhs`]: over all p columns, or over the subset only (0 elsewhere)
     /// when `score_cols` is [`ScoreCols::Subset`].
-    pub xtwz: Vec<f64>,
+    pub xtwz: Buf,
     /// Which columns `xtwz` covers.
     pub score_cols: ScoreCols,
     /// Σ aᵢ d(yᵢ, μᵢ).
@@ -469,7 +469,7 @@ impl PassStats {
             // 2.3 MB at m = 539, one per fold group and pass: kept between passes.
             gram: Buf::zeroed(m * m),
             block: split.map(BlockGram::zeros),
-            xtwz: vec![0.0; p],
+            xtwz: Buf::zeroed(p),
             score_cols: ScoreCols::All,
             dev: Sum::default(),
             dev_scale: 0.0,

@@ -781,7 +781,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
             // Columns the last solve covered (KKT is checked outside them), and the score of
             // the last pass (to look ahead).
             let mut solved = ColumnSubset::new(p, &want);
-            let mut last_score: Vec<f64> = st_score.clone();
+            let mut last_score: Vec<f64> = st_score.to_vec();
             // The λ whose solution `last_score` was computed at (inner passes compute the score
             // on the working set only, so it can be the previous λ's).
             let mut score_lam = lam_prev;
@@ -841,7 +841,7 @@ pub fn fit_path(ds: &Dataset, opts: &PathOptions) -> Result<Path> {
                 want = sub.columns().to_vec();
                 solved = sub;
                 if st.score_cols == ScoreCols::All {
-                    last_score = st.xtwz;
+                    last_score = st.xtwz.into_vec();
                     score_lam = lam;
                 }
             }

@@ -22,12 +22,16 @@ struct Pool(Mutex<Vec<Vec<f64>>>);
 
 static SPARE: Pool = Pool(Mutex::new(Vec::new()));
 
-/// At most this many spare buffers are kept (two passes' worth of fold groups).
-const MAX_SPARE: usize = 16;
+/// At most this many spare buffers are kept (a pass's fold groups' XᵀWX and Xᵀ(w ∘ u), twice).
+const MAX_SPARE: usize = 32;
 
-/// Buffers shorter than this (entries, 512 KiB) are left to the allocator, which reuses small
+/// Nor more than this many bytes of them.
+const MAX_SPARE_BYTES: usize = 1 << 30;
+
+/// Buffers shorter than this (entries, 128 KiB: glibc's first threshold for giving a block its own
+/// mapping, returned to the kernel when freed) are left to the allocator, which reuses smaller
 /// blocks without returning them to the kernel.
-const MIN_SPARE_LEN: usize = 1 << 16;
+const MIN_SPARE_LEN: usize = 1 << 14;
 
 impl Pool {
     /// A spare buffer of length `len`, if one is kept.
@@ -57,7 +61,8 @@ impl Pool {
     fn recycle(&self, buf: Vec<f64>) {
         if buf.len() >= MIN_SPARE_LEN {
             if let Ok(mut s) = self.0.lock() {
-                if s.len() < MAX_SPARE {
+                let bytes: usize = s.iter().map(|b| 8 * b.capacity()).sum();
+                if s.len() < MAX_SPARE && bytes + 8 * buf.capacity() <= MAX_SPARE_BYTES {
                     s.push(buf);
                 }
             }
@@ -93,8 +98,8 @@ pub fn take(len: usize) -> Vec<f64> {
     SPARE.take(len)
 }
 
-/// Keep `buf` for a later [`zeroed`] or [`take`] of its length (a short one, or one past the sixteen kept,
-/// is freed).
+/// Keep `buf` for a later [`zeroed`] or [`take`] of its length (a short one, or one past the
+/// 32 buffers or 1 GiB kept, is freed).
 pub fn recycle(buf: Vec<f64>) {
     SPARE.recycle(buf);
 }
@@ -131,6 +136,14 @@ impl Deref for Buf {
 impl DerefMut for Buf {
     fn deref_mut(&mut self) -> &mut [f64] {
         &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Buf {
+    type Item = &'a f64;
+    type IntoIter = std::slice::Iter<'a, f64>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }
 

@@ -481,7 +481,7 @@ impl PassStats {
         }
     }
     fn merge(mut self, o: PassStats) -> Self {
-        for (a, b) in self.gram.iter_mut().zip(o.gram.iter()) {
+        for (a, b) in self.gram.iter_mut().zip(&o.gram) {
             *a += b;
         }
         for (a, b) in self.xtwz.iter_mut().zip(&o.xtwz) {

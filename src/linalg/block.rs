@@ -98,7 +98,7 @@ impl BlockGram {
 
     /// Add another accumulator's sums.
     pub fn merge(&mut self, o: &BlockGram) {
-        for (a, b) in self.cross.iter_mut().zip(o.cross.iter()) {
+        for (a, b) in self.cross.iter_mut().zip(&o.cross) {
             *a += b;
         }
         for (a, b) in self.diag.iter_mut().zip(&o.diag) {

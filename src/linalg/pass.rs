@@ -51,7 +51,7 @@ impl Gram {
     }
     /// Add another partial sum.
     pub fn merge(mut self, o: Gram) -> Gram {
-        for (a, b) in self.data.iter_mut().zip(o.data.iter()) {
+        for (a, b) in self.data.iter_mut().zip(&o.data) {
             *a += b;
         }
         self

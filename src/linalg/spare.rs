@@ -2,7 +2,8 @@
 //!
 //! A pass allocates one accumulator per fold group: XᵀWX over its columns (2.3 MB at the 1M-row
 //! benchmark's p = 539, eight groups), or a blocked fit's B block (86 MB at 19,911 levels); each
-//! IRLS step of a blocked fit copies B twice more (over the kept levels, and scaled by D^-1/2).
+//! IRLS step of a blocked fit copies B twice more (over the kept levels, and scaled by D^-1/2);
+//! the influence sketch projects each chunk into an n × K block (34 MB at K = 257).
 //! Allocated afresh every time, each of their pages was faulted in again, and an accumulator's
 //! twice: `vec![0.0; n]` is `calloc`, whose untouched pages are first read (`acc[k] += …`), which
 //! maps the shared zero page, then written, which allocates the page and flushes the other CPUs'
@@ -12,7 +13,8 @@
 //! Here a buffer that is done with waits, as a spare, for the next one of its length: zeroed in
 //! place for an accumulator ([`zeroed`]), as it was for a copy that overwrites it ([`take`]). A
 //! new one is zeroed as it is allocated (one write fault a page, no shootdown). [`Buf`] gives
-//! its vector back when dropped; a fit frees the spares when its iterations end ([`release`]).
+//! its vector back when dropped; a fit (or the sketch) frees the spares when its passes end
+//! ([`release`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -153,8 +155,8 @@ impl Drop for Buf {
     }
 }
 
-/// Free every spare buffer: a fit calls it when it is done, so that they do not add to the
-/// memory of what runs next.
+/// Free every spare buffer: a fit or the sketch calls it when its passes are done, so that they
+/// do not add to the memory of what runs next.
 pub fn release() {
     SPARE.release();
 }

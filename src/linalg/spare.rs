@@ -11,7 +11,7 @@
 //! 1M-row fit took ~37,000 page faults and the p = 20,450 fit ~1.25 million (docs/PERFORMANCE.md).
 //!
 //! Here a buffer that is done with waits, as a spare, for the next one of its length: zeroed in
-//! place for an accumulator ([`zeroed`]), as it was for a copy that overwrites it ([`take`]). A
+//! place for an accumulator ([`zeroed`]), as it was for a copy that overwrites it ([`Buf::take`]). A
 //! new one is zeroed as it is allocated (one write fault a page, no shootdown). [`Buf`] gives
 //! its vector back when dropped; a fit (or the sketch) frees the spares when its passes end
 //! ([`release`]).
@@ -19,16 +19,16 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
-/// Spare buffers, by length.
-struct Pool(Mutex<Vec<Vec<f64>>>);
+/// Spare buffers, by length, and how many (and how many bytes) are kept at most.
+struct Pool {
+    spares: Mutex<Vec<Vec<f64>>>,
+    max_count: usize,
+    max_bytes: usize,
+}
 
-static SPARE: Pool = Pool(Mutex::new(Vec::new()));
-
-/// At most this many spare buffers are kept (a pass's fold groups' XᵀWX and Xᵀ(w ∘ u), twice).
-const MAX_SPARE: usize = 32;
-
-/// Nor more than this many bytes of them.
-const MAX_SPARE_BYTES: usize = 1 << 30;
+/// The process's spares: at most 32 buffers (a pass's fold groups' XᵀWX and Xᵀ(w ∘ u), twice)
+/// and 1 GiB.
+static SPARE: Pool = Pool::new(32, 1 << 30);
 
 /// Buffers shorter than this (entries, 128 KiB: glibc's first threshold for giving a block its own
 /// mapping, returned to the kernel when freed) are left to the allocator, which reuses smaller
@@ -36,12 +36,20 @@ const MAX_SPARE_BYTES: usize = 1 << 30;
 const MIN_SPARE_LEN: usize = 1 << 14;
 
 impl Pool {
+    const fn new(max_count: usize, max_bytes: usize) -> Pool {
+        Pool {
+            spares: Mutex::new(Vec::new()),
+            max_count,
+            max_bytes,
+        }
+    }
+
     /// A spare buffer of length `len`, if one is kept.
     fn spare(&self, len: usize) -> Option<Vec<f64>> {
         if len < MIN_SPARE_LEN {
             return None;
         }
-        let mut s = self.0.lock().ok()?;
+        let mut s = self.spares.lock().ok()?;
         let k = s.iter().position(|b| b.len() == len)?;
         Some(s.swap_remove(k))
     }
@@ -62,9 +70,9 @@ impl Pool {
 
     fn recycle(&self, buf: Vec<f64>) {
         if buf.len() >= MIN_SPARE_LEN {
-            if let Ok(mut s) = self.0.lock() {
+            if let Ok(mut s) = self.spares.lock() {
                 let bytes: usize = s.iter().map(|b| 8 * b.capacity()).sum();
-                if s.len() < MAX_SPARE && bytes + 8 * buf.capacity() <= MAX_SPARE_BYTES {
+                if s.len() < self.max_count && bytes + 8 * buf.capacity() <= self.max_bytes {
                     s.push(buf);
                 }
             }
@@ -72,7 +80,7 @@ impl Pool {
     }
 
     fn release(&self) {
-        if let Ok(mut s) = self.0.lock() {
+        if let Ok(mut s) = self.spares.lock() {
             s.clear();
         }
     }
@@ -94,18 +102,6 @@ pub fn zeroed(len: usize) -> Vec<f64> {
     SPARE.zeroed(len)
 }
 
-/// A buffer of `len` entries for a caller that overwrites every one: a spare one of that length
-/// as it was left (no zeroing), else a new one of zeros.
-pub fn take(len: usize) -> Vec<f64> {
-    SPARE.take(len)
-}
-
-/// Keep `buf` for a later [`zeroed`] or [`take`] of its length (a short one, or one past the
-/// 32 buffers or 1 GiB kept, is freed).
-pub fn recycle(buf: Vec<f64>) {
-    SPARE.recycle(buf);
-}
-
 /// A buffer that goes back to the spares when dropped: what a pass's accumulators and the
 /// blocked solve's copies of B are held in.
 #[derive(Debug, Default, Clone)]
@@ -117,9 +113,10 @@ impl Buf {
         Buf(zeroed(len))
     }
 
-    /// [`take`], held.
+    /// A buffer of `len` entries for a caller that overwrites every one: a spare one of that
+    /// length as it was left (no zeroing), else a new one of zeros.
     pub fn take(len: usize) -> Buf {
-        Buf(take(len))
+        Buf(SPARE.take(len))
     }
 
     /// The vector, no longer going back to the spares.
@@ -150,8 +147,10 @@ impl<'a> IntoIterator for &'a Buf {
 }
 
 impl Drop for Buf {
+    /// Kept for a later buffer of its length (a short one, or one past the pool's limits, is
+    /// freed).
     fn drop(&mut self) {
-        recycle(std::mem::take(&mut self.0));
+        SPARE.recycle(std::mem::take(&mut self.0));
     }
 }
 
@@ -165,12 +164,12 @@ pub fn release() {
 mod tests {
     use super::*;
 
-    /// A recycled buffer is handed out again, zeroed, for its own length only; short ones and
-    /// ones past the limit are not kept.
+    /// A recycled buffer is handed out again, zeroed or as left, for its own length only; short
+    /// ones, and ones past the count or the bytes kept, are freed.
     #[test]
     fn spare_buffers_come_back_by_length() {
-        let pool = Pool(Mutex::new(Vec::new()));
         let len = MIN_SPARE_LEN + 3;
+        let pool = Pool::new(4, 8 * 2 * (len + 1));
         let mut a = pool.zeroed(len);
         assert!(a.len() == len && a.iter().all(|&x| x == 0.0));
         a.fill(7.0);
@@ -189,12 +188,20 @@ mod tests {
         assert!(c.iter().all(|&x| x == 3.0));
         assert!(pool.take(len).iter().all(|&x| x == 0.0), "a new buffer is zeros");
         pool.recycle(vec![1.0; 8]);
-        for _ in 0..MAX_SPARE + 2 {
+        assert!(pool.spares.lock().unwrap().is_empty(), "a short buffer was kept");
+        // Two fit in the byte limit, a third does not.
+        for _ in 0..3 {
             pool.recycle(vec![1.0; len]);
         }
-        assert_eq!(pool.0.lock().unwrap().len(), MAX_SPARE);
+        assert_eq!(pool.spares.lock().unwrap().len(), 2);
+        // The count limit.
+        let many = Pool::new(4, usize::MAX);
+        for _ in 0..6 {
+            many.recycle(vec![1.0; len]);
+        }
+        assert_eq!(many.spares.lock().unwrap().len(), 4);
         pool.release();
-        assert!(pool.0.lock().unwrap().is_empty());
+        assert!(pool.spares.lock().unwrap().is_empty());
         assert_eq!(pool.zeroed(4), vec![0.0; 4]);
     }
 }

@@ -25,7 +25,7 @@ thread_local! {
 }
 
 /// Whether the current thread is inside the third-party Parquet decoder. A panic there means the
-/// file is corrupt in a way the decoder does not check; [`guard_decoder`] turns it into an
+/// file is corrupt in a way the decoder does not check; `guard_decoder` turns it into an
 /// error, and a panic hook can use this to stay silent about it.
 pub fn in_decoder() -> bool {
     IN_DECODER.with(|d| d.get())

@@ -642,7 +642,7 @@ impl<'a> Encoder<'a> {
                 name: name.to_string(),
                 may_be_nan: values.may_be_nan(),
                 values,
-                nulls: a.logical_nulls(),
+                nulls: a.logical_nulls().filter(|nb| nb.null_count() > 0),
             })
         };
         let y = num(&spec.response)?;
@@ -666,14 +666,23 @@ impl<'a> Encoder<'a> {
             .collect::<Result<_>>()?;
 
         // 3. Missing values (logical nulls: a dictionary's null values count too).
-        let cat_nulls: Vec<Option<NullBuffer>> = cats.iter().map(|a| a.logical_nulls()).collect();
+        // Null buffers without a null are left out, so that a batch in which no value can be
+        // missing (integer and string columns without nulls) skips the row loop.
+        let cat_nulls: Vec<Option<NullBuffer>> = cats
+            .iter()
+            .map(|a| a.logical_nulls().filter(|nb| nb.null_count() > 0))
+            .collect();
         let value_cols: Vec<&NumCol> = std::iter::once(&y)
             .chain(failures.iter())
             .chain(weights.iter())
             .chain(offsets.iter())
             .chain(dense.iter())
             .collect();
-        for (i, kept) in keep.iter_mut().enumerate() {
+        let may_miss = value_cols.iter().any(|c| c.nulls.is_some() || c.may_be_nan)
+            || cat_nulls.iter().any(Option::is_some)
+            || sparse.iter().any(|s| s.list_nulls.is_some());
+        let checked = if may_miss { keep.len() } else { 0 };
+        for (i, kept) in keep.iter_mut().enumerate().take(checked) {
             if !*kept {
                 continue;
             }
@@ -711,43 +720,58 @@ impl<'a> Encoder<'a> {
         let rows: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
         let m = rows.len();
 
-        // 4. Values of kept rows, checked in bulk (the exact row is looked up only on failure).
-        let gather = |c: &NumCol, t: Transform, out: &mut Vec<f64>| gather_checked(c, t, &rows, out, file, rows_at);
-        let mut chunk = Chunk {
-            row_id: rows.iter().map(|&i| file_first_row_id + rows_at.file_row(i)).collect(),
-            n_dense: dense.len(),
-            n_cat: cats.len(),
-            ..Default::default()
-        };
-        gather(&y, Transform::Identity, &mut chunk.y)?;
-        if let Some(f) = &failures {
-            let mut v = Vec::with_capacity(m);
-            gather(f, Transform::Identity, &mut v)?;
-            chunk.failures = Some(v);
-        }
-        match &weights {
-            Some(w) => gather(w, Transform::Identity, &mut chunk.weight)?,
-            None => chunk.weight = vec![1.0; m],
-        }
-        chunk.offset = vec![0.0; m];
-        let mut tmp = Vec::with_capacity(m);
-        for o in &offsets {
-            tmp.clear();
-            gather(o, Transform::Identity, &mut tmp)?;
-            for (dst, v) in chunk.offset.iter_mut().zip(&tmp) {
-                *dst += v;
+        // 4. Values of kept rows, checked in bulk (the exact row is looked up only on failure),
+        // and 5. the categorical codes, side by side: on a small input (Adult's last batch),
+        // the other thread is otherwise idle while one encodes; in a pipeline that keeps every
+        // thread busy, the join runs both in turn on this one. A numeric column's error is
+        // reported before a categorical one's, as in column order.
+        let numeric = || -> Result<Chunk> {
+            let gather = |c: &NumCol, t: Transform, out: &mut Vec<f64>| gather_checked(c, t, &rows, out, file, rows_at);
+            let mut chunk = Chunk {
+                row_id: rows.iter().map(|&i| file_first_row_id + rows_at.file_row(i)).collect(),
+                n_dense: dense.len(),
+                n_cat: cats.len(),
+                ..Default::default()
+            };
+            gather(&y, Transform::Identity, &mut chunk.y)?;
+            if let Some(f) = &failures {
+                let mut v = Vec::with_capacity(m);
+                gather(f, Transform::Identity, &mut v)?;
+                chunk.failures = Some(v);
             }
-        }
-        chunk.dense.reserve(m * dense.len());
-        for (c, t) in dense.iter().zip(&spec.numeric) {
-            gather(c, t.transform, &mut chunk.dense)?;
-        }
-
-        // 5. Categorical codes.
-        chunk.cat.reserve(m * cats.len());
-        for (k, (arr, t)) in cats.iter().zip(&spec.categorical).enumerate() {
-            self.encode_cat(k, arr.as_ref(), t.kind, &rows, &mut chunk.cat, file, &t.column, rows_at)?;
-        }
+            match &weights {
+                Some(w) => gather(w, Transform::Identity, &mut chunk.weight)?,
+                None => chunk.weight = vec![1.0; m],
+            }
+            chunk.offset = vec![0.0; m];
+            let mut tmp = Vec::with_capacity(m);
+            for o in &offsets {
+                tmp.clear();
+                gather(o, Transform::Identity, &mut tmp)?;
+                for (dst, v) in chunk.offset.iter_mut().zip(&tmp) {
+                    *dst += v;
+                }
+            }
+            chunk.dense.reserve(m * dense.len());
+            for (c, t) in dense.iter().zip(&spec.numeric) {
+                gather(c, t.transform, &mut chunk.dense)?;
+            }
+            Ok(chunk)
+        };
+        let categorical = || -> Result<Vec<u32>> {
+            let mut codes = Vec::with_capacity(m * cats.len());
+            for (k, (arr, t)) in cats.iter().zip(&spec.categorical).enumerate() {
+                self.encode_cat(k, arr.as_ref(), t.kind, &rows, &mut codes, file, &t.column, rows_at)?;
+            }
+            Ok(codes)
+        };
+        let (numeric, categorical) = if cats.is_empty() {
+            (numeric(), Ok(Vec::new()))
+        } else {
+            rayon::join(numeric, categorical)
+        };
+        let mut chunk = numeric?;
+        chunk.cat = categorical?;
 
         // 6. Sparse block: each row's slice is validated in bulk and copied in one go.
         let mut max_idx: Vec<Option<u64>> = vec![None; sparse.len()];

@@ -225,8 +225,9 @@ impl NumCol<'_> {
     }
 }
 
-/// A dictionary array's keys, read in place as indices into its values (a key out of range,
-/// as a null slot's may be, is clamped to the last value, as arrow's `normalized_keys` does).
+/// A dictionary array's keys, read in place as indices into its values (read through
+/// `with_slice!`; a key out of range, as a null slot's may be, is clamped to the last value, as
+/// arrow's `normalized_keys` does).
 struct DictKeys<'b>(NumValues<'b>);
 
 impl<'b> DictKeys<'b> {
@@ -237,13 +238,6 @@ impl<'b> DictKeys<'b> {
         // (every key 0) is never taken.
         let keys = NumValues::new(k).unwrap_or_else(|| NumValues::Owned(vec![0.0; k.len()]));
         (DictKeys(keys), d.values().len().saturating_sub(1))
-    }
-
-    /// Key `i` as an index, at most `max`.
-    #[inline]
-    fn get(&self, i: usize, max: usize) -> usize {
-        let k: usize = with_slice!(&self.0, s => s[i] as usize);
-        k.min(max)
     }
 }
 
@@ -339,10 +333,19 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
     let n = arr.len();
     if let Some(d) = arr.as_any_dictionary_opt() {
         let hit = filter_matches(d.values().as_ref(), values);
+        if hit.is_empty() {
+            return vec![false; n];
+        }
+        // One loop per key type (not a match per row): Adult's 48,842-row `split` column took
+        // 0.15 ms through `DictKeys::get`.
         let (keys, max) = DictKeys::new(d);
-        return (0..n)
-            .map(|i| !d.is_null(i) && hit.get(keys.get(i, max)).copied().unwrap_or(false))
-            .collect();
+        let mut out: Vec<bool> = with_slice!(&keys.0, s => s.iter().map(|&k| hit[(k as usize).min(max)]).collect());
+        if let Some(nb) = d.nulls() {
+            for (o, valid) in out.iter_mut().zip(nb.iter()) {
+                *o &= valid;
+            }
+        }
+        return out;
     }
     let any = |s: &str| values.iter().any(|w| w == s);
     match arr.data_type() {
@@ -848,13 +851,17 @@ impl<'a> Encoder<'a> {
             }
             let (keys, max) = DictKeys::new(d);
             let mut local = vec![u32::MAX; values.len()];
-            for &i in rows {
-                let j = keys.get(i, max);
-                if local[j] == u32::MAX {
-                    local[j] = interner.intern(LevelKey::Str(dict_str(values.as_ref(), j).into()));
+            out.reserve(rows.len());
+            // One loop per key type (not a match per row).
+            with_slice!(&keys.0, s => {
+                for &i in rows {
+                    let j = (s[i] as usize).min(max);
+                    if local[j] == u32::MAX {
+                        local[j] = interner.intern(LevelKey::Str(dict_str(values.as_ref(), j).into()));
+                    }
+                    out.push(local[j]);
                 }
-                out.push(local[j]);
-            }
+            });
             return Ok(());
         }
         let mut local: HashMap<LevelKey, u32> = HashMap::new();

@@ -30,6 +30,10 @@ pub struct IngestOptions {
     pub cache_dir: Option<PathBuf>,
     /// Rows per chunk.
     pub chunk_rows: usize,
+    /// A cache estimated at most this many bytes is built in memory and each chunk file written
+    /// once ([`crate::store::CacheBuilder::hold_chunks`]); default
+    /// [`crate::store::HELD_CACHE_BYTES`].
+    pub held_cache_bytes: u64,
 }
 
 impl Default for IngestOptions {
@@ -37,6 +41,7 @@ impl Default for IngestOptions {
         IngestOptions {
             cache_dir: None,
             chunk_rows: DEFAULT_CHUNK_ROWS,
+            held_cache_bytes: crate::store::HELD_CACHE_BYTES,
         }
     }
 }
@@ -412,7 +417,13 @@ fn build(
     opts: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let builder = CacheBuilder::new(dir)?;
+    let mut builder = CacheBuilder::new(dir)?;
+    // A small cache (Adult's is 3 MB) is held in memory and each file written once, final. Its
+    // size, from the rows read (an upper bound: filters and missing values only remove rows);
+    // sparse entries cannot be counted before decoding, so such a design is never held.
+    let row_bytes =
+        8 * (4 + spec.failures.is_some() as u64 + spec.numeric.len() as u64) + 4 * spec.categorical.len() as u64;
+    builder.hold_chunks(spec.sparse.is_empty() && set.n_rows().saturating_mul(row_bytes) <= opts.held_cache_bytes);
     let columns = spec.used_columns();
     let encoder = Encoder::new(&spec);
     let tasks = set.row_group_tasks();
@@ -454,7 +465,7 @@ fn build(
                     return Ok(None);
                 }
                 let name = format!("chunk-{:05}-{:06}-{:05}.bin", task.file, task.row_group, batch_no);
-                builder.write_chunk(&name, &enc.chunk).map(Some)
+                builder.write_chunk(&name, enc.chunk).map(Some)
             };
             // A `--filter` is pushed down: its columns are decoded first, and the others only
             // for the rows it keeps (the encoder checks them again), where that pays.

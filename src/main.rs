@@ -810,6 +810,7 @@ impl ModelArgs {
         let opts = IngestOptions {
             cache_dir: self.cache_dir.clone(),
             chunk_rows: self.chunk_rows.max(1),
+            ..Default::default()
         };
         let bar = std::sync::Arc::new(Bar::with_format(self.quiet, self.log_format));
         let mut ds = fulcrum::load(&self.inputs, &self.model()?, &opts, bar.as_ref())?;
@@ -885,6 +886,7 @@ impl AfifArgs {
         let opts = IngestOptions {
             cache_dir: model.cache_dir.clone(),
             chunk_rows: model.chunk_rows.max(1),
+            ..Default::default()
         };
         let test = fulcrum::load(&inputs, &m, &opts, &Bar::with_format(model.quiet, model.log_format))?;
         Ok(Some(fulcrum::influence::map_test_rows(train, &test)?))

@@ -1,5 +1,6 @@
 //! How a `parquet_design` fuzz input is read: the first byte picks one of [`FORMULAS`] (its high
-//! bit turns on `--na error`), the rest is the Parquet file. Shared by the fuzz target and by
+//! bit turns on `--na error`, the next one builds the cache as it goes instead of holding a small
+//! one in memory), the rest is the Parquet file. Shared by the fuzz target and by
 //! tests/fuzz_regressions.rs, which replays the inputs the fuzzer found.
 
 use fulcrum::design::{ModelInput, NaPolicy};
@@ -35,6 +36,8 @@ pub fn load(data: &[u8], dir: &std::path::Path) -> Option<fulcrum::Result<fulcru
     let opts = IngestOptions {
         cache_dir: Some(dir.join("cache")),
         chunk_rows: 5,
+        // Both ways of building a cache: held in memory and written once, or written as it goes.
+        held_cache_bytes: if k & 0x40 == 0 { fulcrum::store::HELD_CACHE_BYTES } else { 0 },
     };
     Some(fulcrum::load(&[file.display().to_string()], &model, &opts, &NoProgress))
 }

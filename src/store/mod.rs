@@ -12,6 +12,7 @@
 //! indptr u32[n+1] (only if nnz > 0 or a sparse block exists) | indices u32[nnz] | values f64[nnz]
 //! ```
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -160,22 +161,26 @@ const REWRITE_PIECE: usize = 16_384;
 /// Zeros for padding each array to [`ALIGN`].
 static PAD: [u8; ALIGN] = [0u8; ALIGN];
 
-/// Write `chunk` to `path` in the chunk file layout. Returns the file size.
-///
-/// The arrays go to the kernel straight from the chunk's buffers (one vectored write, no copy
-/// through a user-space buffer: a 1 MiB `BufWriter` was ~250 fresh pages per chunk file).
-pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
-    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
-    let n = chunk.n_rows();
+/// A chunk's header in the chunk file layout.
+fn chunk_header(chunk: &Chunk) -> [u8; HEADER] {
     let has_sparse = !chunk.indptr.is_empty();
     let mut h = [0u8; HEADER];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     let flags: u32 = chunk.failures.is_some() as u32 | ((has_sparse as u32) << 1);
     h[12..16].copy_from_slice(&flags.to_le_bytes());
-    for (k, v) in [n, chunk.n_dense, chunk.n_cat, chunk.indices.len()].iter().enumerate() {
+    for (k, v) in [chunk.n_rows(), chunk.n_dense, chunk.n_cat, chunk.indices.len()]
+        .iter()
+        .enumerate()
+    {
         h[16 + 8 * k..24 + 8 * k].copy_from_slice(&(*v as u64).to_le_bytes());
     }
+    h
+}
+
+/// The bytes of `chunk`'s file, in order, as slices of the header `h` and the chunk's arrays
+/// (no copy), with the file size.
+fn chunk_parts<'a>(h: &'a [u8; HEADER], chunk: &'a Chunk) -> (Vec<std::io::IoSlice<'a>>, u64) {
     let b = bytemuck::cast_slice::<u64, u8>;
     let fb = bytemuck::cast_slice::<f64, u8>;
     let ub = bytemuck::cast_slice::<u32, u8>;
@@ -195,7 +200,7 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
     ];
     let mut pos = HEADER;
     let mut parts: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(1 + 2 * arrays.len());
-    parts.push(std::io::IoSlice::new(&h));
+    parts.push(std::io::IoSlice::new(h));
     for a in arrays.iter().flatten() {
         pos += a.len();
         let pad = align(pos) - pos;
@@ -206,6 +211,23 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
             }
         }
     }
+    (parts, pos as u64)
+}
+
+/// Write `chunk` to `path` in the chunk file layout. Returns the file size.
+///
+/// The arrays go to the kernel straight from the chunk's buffers (one vectored write, no copy
+/// through a user-space buffer: a 1 MiB `BufWriter` was ~250 fresh pages per chunk file).
+pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
+    let h = chunk_header(chunk);
+    let (parts, size) = chunk_parts(&h, chunk);
+    write_parts(path, parts)?;
+    Ok(size)
+}
+
+/// Create `path` and write `parts` to it, in order.
+fn write_parts(path: &Path, mut parts: Vec<std::io::IoSlice<'_>>) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut rest = &mut parts[..];
     while !rest.is_empty() {
         match f.write_vectored(rest) {
@@ -215,7 +237,7 @@ pub fn write_chunk_file(path: &Path, chunk: &Chunk) -> Result<u64> {
             Err(e) => return Err(Error::io(path, e)),
         }
     }
-    Ok(pos as u64)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -689,7 +711,15 @@ pub struct CacheBuilder {
     tmp: PathBuf,
     target: PathBuf,
     done: bool,
+    /// Whether chunks are held in memory until [`CacheBuilder::finish`] (a small cache, see
+    /// [`CacheBuilder::hold_chunks`]), and those held, by file name.
+    hold: bool,
+    held: std::sync::Mutex<HashMap<String, Chunk>>,
 }
+
+/// A cache whose chunks take at most this many bytes is built in memory and written once, by
+/// [`CacheBuilder::finish`], with its final codes (see [`CacheBuilder::hold_chunks`]).
+pub const HELD_CACHE_BYTES: u64 = 64 << 20;
 
 impl CacheBuilder {
     /// Start a cache that will live at `target`.
@@ -717,20 +747,42 @@ impl CacheBuilder {
             tmp,
             target: target.to_path_buf(),
             done: false,
+            hold: false,
+            held: Default::default(),
         })
     }
 
-    /// Write one chunk under `name`; returns its (provisional) manifest entry.
-    pub fn write_chunk(&self, name: &str, chunk: &Chunk) -> Result<ChunkEntry> {
-        let bytes = write_chunk_file(&self.tmp.join(name), chunk)?;
-        Ok(ChunkEntry {
+    /// Hold the chunks in memory until [`CacheBuilder::finish`] instead of writing each as it
+    /// comes: for a cache of at most [`HELD_CACHE_BYTES`], which the caller estimates. Finishing
+    /// then rewrites the categorical codes and checksums each chunk in memory and writes its file
+    /// once, instead of writing the provisional file, rewriting its codes in place and reading it
+    /// back for the checksum. The files are the same either way.
+    pub fn hold_chunks(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// Write (or hold, see [`CacheBuilder::hold_chunks`]) one chunk under `name`; returns its
+    /// (provisional) manifest entry.
+    pub fn write_chunk(&self, name: &str, chunk: Chunk) -> Result<ChunkEntry> {
+        let entry = |bytes| ChunkEntry {
             file: name.to_string(),
             n_rows: chunk.n_rows() as u64,
             nnz: chunk.indices.len() as u64,
             bytes,
             xxh3: 0,
             cat_nnz: 0,
-        })
+        };
+        if self.hold {
+            let h = chunk_header(&chunk);
+            let e = entry(chunk_parts(&h, &chunk).1);
+            self.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), chunk);
+            return Ok(e);
+        }
+        let e = entry(write_chunk_file(&self.tmp.join(name), &chunk)?);
+        Ok(e)
     }
 
     /// Rewrite provisional categorical codes (`cat_remap[k][provisional] = final`) and sparse
@@ -751,6 +803,10 @@ impl CacheBuilder {
             .par_iter()
             .map(|e| {
                 let p = tmp.join(&e.file);
+                let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&e.file);
+                if let Some(chunk) = held {
+                    return finish_held(&p, chunk, cat_remap, cat_drop_first, sparse_remap);
+                }
                 // Plain positioned reads and writes, no mapping: finishing never makes the cache
                 // resident in this process.
                 use std::os::unix::fs::FileExt;
@@ -786,22 +842,9 @@ impl CacheBuilder {
                 };
                 let mut cat_nnz = 0u64;
                 if h.n_cat > 0 && !cat_remap.is_empty() {
-                    // The codes are column-major: value `first + i` is row `(first + i) % n` of
-                    // categorical column `(first + i) / n`.
                     let n = h.n.max(1);
                     rewrite(o.cat, h.n * h.n_cat, &mut |first, codes: &mut [u32]| {
-                        let mut i = 0;
-                        while i < codes.len() {
-                            let k = (first + i) / n;
-                            let end = ((k + 1) * n - first).min(codes.len());
-                            let r = &cat_remap[k];
-                            let drop = cat_drop_first.get(k).copied().unwrap_or(true);
-                            for c in &mut codes[i..end] {
-                                *c = r[*c as usize];
-                                cat_nnz += (!drop || *c != 0) as u64;
-                            }
-                            i = end;
-                        }
+                        cat_nnz += remap_codes(codes, first, n, cat_remap, cat_drop_first);
                     })?;
                 }
                 if let Some(remap) = sparse_remap {
@@ -842,6 +885,57 @@ impl CacheBuilder {
         }
         Ok(self.target.clone())
     }
+}
+
+/// Rewrite provisional categorical codes to final ones (`cat_remap[k][provisional]`) in
+/// `codes`, values `first..` of a chunk's column-major codes of `n` rows (value `first + i` is
+/// row `(first + i) % n` of categorical column `(first + i) / n`); returns how many are design
+/// nonzeros (level 0 of column k is a design zero when `cat_drop_first[k]`, by default).
+fn remap_codes(codes: &mut [u32], first: usize, n: usize, cat_remap: &[Vec<u32>], cat_drop_first: &[bool]) -> u64 {
+    let mut nnz = 0u64;
+    let mut i = 0;
+    while i < codes.len() {
+        let k = (first + i) / n;
+        let end = ((k + 1) * n - first).min(codes.len());
+        let r = &cat_remap[k];
+        let drop = cat_drop_first.get(k).copied().unwrap_or(true);
+        for c in &mut codes[i..end] {
+            *c = r[*c as usize];
+            nnz += (!drop || *c != 0) as u64;
+        }
+        i = end;
+    }
+    nnz
+}
+
+/// [`CacheBuilder::finish`] for a held chunk: its codes rewritten in memory (as the file path
+/// rewrites them in the file), its checksum taken over the bytes the file will hold, then the
+/// file written. Returns the checksum and the categorical nonzeros.
+fn finish_held(
+    path: &Path,
+    mut chunk: Chunk,
+    cat_remap: &[Vec<u32>],
+    cat_drop_first: &[bool],
+    sparse_remap: Option<&(dyn Fn(u32) -> u32 + Sync)>,
+) -> Result<(u64, u64)> {
+    let mut cat_nnz = 0u64;
+    if chunk.n_cat > 0 && !cat_remap.is_empty() {
+        let n = chunk.n_rows().max(1);
+        cat_nnz = remap_codes(&mut chunk.cat, 0, n, cat_remap, cat_drop_first);
+    }
+    if let Some(remap) = sparse_remap {
+        for j in &mut chunk.indices {
+            *j = remap(*j);
+        }
+    }
+    let h = chunk_header(&chunk);
+    let (parts, _) = chunk_parts(&h, &chunk);
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    for part in &parts {
+        hash.update(part);
+    }
+    write_parts(path, parts)?;
+    Ok((hash.digest(), cat_nnz))
 }
 
 impl Drop for CacheBuilder {

@@ -37,7 +37,11 @@ pub fn load(data: &[u8], dir: &std::path::Path) -> Option<fulcrum::Result<fulcru
         cache_dir: Some(dir.join("cache")),
         chunk_rows: 5,
         // Both ways of building a cache: held in memory and written once, or written as it goes.
-        held_cache_bytes: if k & 0x40 == 0 { fulcrum::store::HELD_CACHE_BYTES } else { 0 },
+        held_cache_bytes: if k & 0x40 == 0 {
+            fulcrum::store::HELD_CACHE_BYTES
+        } else {
+            0
+        },
     };
     Some(fulcrum::load(&[file.display().to_string()], &model, &opts, &NoProgress))
 }

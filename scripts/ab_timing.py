@@ -25,6 +25,12 @@ binary's cache) and `--runs` timed runs with the cache reused, and takes the med
 --alternate N instead runs A and B in turn N times each (one run at a time, the cache removed
 before every run for adult-build) and prints, for each side, the medians over its N runs of the
 wall time and of `timing_s.ingest` and `timing_s.fit_total` (one process gives all three).
+With it, B can differ from A by its environment or by an idle wait rather than by its binary
+(give the same revision twice):
+  --env-b NAME=VALUE   B's processes run with NAME=VALUE in their environment (repeatable), e.g.
+                       GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304
+  --sleep-b S          B's runs each follow S seconds of sleep (untimed), as the benchmark
+                       scripts' runs follow their wait for an idle machine
 
 Prints every round's medians and the median over rounds for each side. Run it on an idle machine.
 """
@@ -103,18 +109,23 @@ def median_of_runs(exe, case, runs, work, wall=False):
     return statistics.median(vals)
 
 
-def alternate(exes, case, n, work):
-    """`n` runs of each binary in turn; medians (ms) of wall, ingest and fit_total per side."""
+def alternate(exes, case, n, work, env_b=None, sleep_b=0.0):
+    """`n` runs of each binary in turn; medians (ms) of wall, ingest and fit_total per side.
+    Side B's processes get `env_b` added to their environment, and each follows `sleep_b`
+    seconds of sleep."""
     out = os.path.join(work, "out")
     vals = {side: {"wall": [], "ingest": [], "fit_total": []} for side in exes}
+    envs = {"A": None, "B": dict(os.environ, **(env_b or {}))}
     for side, exe in exes.items():
         subprocess.run(base_cmd(exe, case, work), check=True)  # untimed: builds or reuses the cache
     for _ in range(n):
         for side, exe in exes.items():
             if case == "adult-build":
                 subprocess.run(["rm", "-rf", cache_dir(exe, work)], check=True)
+            if side == "B" and sleep_b > 0:
+                time.sleep(sleep_b)
             t0 = time.perf_counter()
-            subprocess.run(base_cmd(exe, case, work), check=True)
+            subprocess.run(base_cmd(exe, case, work), check=True, env=envs[side])
             w = time.perf_counter() - t0
             with open(os.path.join(out, "summary.json")) as f:
                 t = json.load(f)["timing_s"]
@@ -134,11 +145,18 @@ def main():
     ap.add_argument("--wall", action="store_true", help="time the whole process instead of a timing_s field")
     ap.add_argument("--alternate", type=int, default=0, metavar="N",
                     help="N runs of each binary in turn; medians of wall, ingest and fit_total")
+    ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE",
+                    help="with --alternate: add NAME=VALUE to B's environment")
+    ap.add_argument("--sleep-b", type=float, default=0.0, metavar="S",
+                    help="with --alternate: sleep S seconds before each of B's runs")
     a = ap.parse_args()
+    if (a.env_b or a.sleep_b) and not a.alternate:
+        ap.error("--env-b and --sleep-b need --alternate")
     exes = {"A": binary(a.a), "B": binary(a.b)}
     if a.alternate:
+        env_b = dict(kv.split("=", 1) for kv in a.env_b)
         with tempfile.TemporaryDirectory() as work:
-            med = alternate(exes, a.case, a.alternate, work)
+            med = alternate(exes, a.case, a.alternate, work, env_b, a.sleep_b)
         for k in ("wall", "ingest", "fit_total"):
             print(f"{k}: median {med['A'][k]:.2f} -> {med['B'][k]:.2f} ms ({med['B'][k] / med['A'][k]:.3f})")
         return

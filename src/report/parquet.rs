@@ -24,11 +24,11 @@ use crate::error::{Error, Result};
 /// group).
 pub const ROW_GROUP_ROWS: usize = 65_536;
 
-/// Writes a Parquet table batch by batch, under a temporary name renamed into place by
-/// [`TableWriter::finish`] (removed if dropped unfinished). Each batch's columns are encoded in
-/// parallel (one arrow-rs `ArrowColumnWriter` per column, on the rayon pool): encoding and
-/// compressing the columns is most of the cost of writing diagnostics, and the scoring that
-/// produces them leaves the pool idle meanwhile.
+/// Writes a Parquet table of any Arrow columns (`prune`'s kept rows in the inputs' own schema, a
+/// path's coefficients, `attribution.parquet`) batch by batch, under a temporary name renamed into
+/// place by [`TableWriter::finish`] (removed if dropped unfinished). Each batch's columns are
+/// encoded in parallel (one arrow-rs `ArrowColumnWriter` per column, on the rayon pool), which
+/// pays on large outputs. Tables of an id and doubles go through [`F64TableWriter`] instead.
 pub struct TableWriter {
     path: PathBuf,
     tmp: PathBuf,
@@ -54,13 +54,9 @@ impl TableWriter {
     /// every page for), `u64` columns (row ids, ranks, indices: mostly increasing)
     /// delta-encoded, which stores a run of consecutive ids in a few bytes.
     pub fn create_numeric(path: &Path, schema: SchemaRef) -> Result<TableWriter> {
-        let mut b = base_properties().set_compression(Compression::UNCOMPRESSED);
-        for f in schema.fields() {
-            if f.data_type() == &DataType::UInt64 {
-                b = b.set_column_encoding(ColumnPath::from(f.name().as_str()), Encoding::DELTA_BINARY_PACKED);
-            }
-        }
-        TableWriter::with_properties(path, schema, b.build())
+        let ids = schema.fields().iter().filter(|f| f.data_type() == &DataType::UInt64);
+        let props = numeric_properties(ids.map(|f| f.name().as_str()));
+        TableWriter::with_properties(path, schema, props)
     }
 
     fn with_properties(path: &Path, schema: SchemaRef, props: WriterProperties) -> Result<TableWriter> {
@@ -232,6 +228,16 @@ fn base_properties() -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
 }
 
+/// The properties of a table of numbers fulcrum computed: uncompressed, and the `u64` columns
+/// `ids` delta-encoded (see [`TableWriter::create_numeric`]).
+fn numeric_properties<'a>(ids: impl IntoIterator<Item = &'a str>) -> WriterProperties {
+    let mut b = base_properties().set_compression(Compression::UNCOMPRESSED);
+    for id in ids {
+        b = b.set_column_encoding(ColumnPath::from(id), Encoding::DELTA_BINARY_PACKED);
+    }
+    b.build()
+}
+
 /// An error writing the temporary file `tmp`.
 fn write_error(tmp: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Cache {
@@ -280,10 +286,7 @@ impl F64TableWriter {
         let t = Instant::now();
         let tmp = super::temp_path(path);
         let schema = f64_table_schema(id_name, columns).map_err(|e| write_error(&tmp, "cannot start the file", e))?;
-        let props = base_properties()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_column_encoding(ColumnPath::from(id_name), Encoding::DELTA_BINARY_PACKED)
-            .build();
+        let props = numeric_properties([id_name]);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let writer = match SerializedFileWriter::new(file, schema, Arc::new(props)) {
             Ok(w) => w,

@@ -1286,6 +1286,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             if !a.model.quiet {
                 print!("{}", fulcrum::report::fit_text(&f.ds, &f.fit));
             }
+            exiting(f);
             Ok(())
         }
         Command::Influence(a) => run_influence(&a),
@@ -1315,9 +1316,19 @@ fn run(cli: Cli) -> Result<(), Error> {
                 print!("{}", fulcrum::report::fit_text(ds, fit));
                 print!("{}", fulcrum::report::diagnostics_text(&block));
             }
+            exiting(f);
             Ok(())
         }
     }
+}
+
+/// Leave a command's data (the mapped cache, the fit) to the process's exit, which returns all
+/// of its memory to the kernel at once, instead of unmapping and freeing it piece by piece: on a
+/// process with several threads each `munmap` interrupts the other CPUs to flush their TLBs.
+/// Adult's `fit` spent 0.10–0.15 ms dropping its data, 0.02–0.04 ms without (temporary timers,
+/// 50 runs each), the exit no slower.
+fn exiting<T>(state: T) {
+    std::mem::forget(state);
 }
 
 fn main() -> ExitCode {

@@ -15,6 +15,9 @@
 # Env:   BENCH_REPS=3                      repetitions for best-of timings (Adult, 1M fulcrum runs)
 #        BENCH_BARE_REPS=10                Adult runs per cache state timed with nothing around the
 #                                          process (no GNU time, no /proc sampler): the end-to-end ratios
+#        BENCH_PAIR_ROUNDS=5               (a): rounds of one statsmodels fit then BENCH_PAIR_RUNS bare fulcrum
+#                                          runs per cache state, each round's ratio from runs close in time (0: none)
+#        BENCH_PAIR_RUNS=3
 #        BENCH_SM_REPS_100K=1              repetitions of the (slow) statsmodels 100k-row fit
 #        BENCH_SM_1THREAD_100K=1           also time statsmodels at 100k rows with 1 BLAS thread (0: skip)
 #        BENCH_TIMEOUT_C=900               timeout (s) of the p ~ 20.5k fit
@@ -72,7 +75,8 @@ cp target/release/fulcrum "$BIN/fulcrum"
 
 # --- measure -----------------------------------------------------------------------------
 ARGS=(--fulcrum "$BIN/fulcrum" --adult fixtures/adult.parquet --in-1m "$IN_1M" --in-100k "$IN_100K"
-    --work "$DATA" --reps "$REPS" --bare-reps "${BENCH_BARE_REPS:-10}" --sm-reps-100k "${BENCH_SM_REPS_100K:-1}"
+    --work "$DATA" --reps "$REPS" --bare-reps "${BENCH_BARE_REPS:-10}"
+    --pair-rounds "${BENCH_PAIR_ROUNDS:-5}" --pair-runs "${BENCH_PAIR_RUNS:-3}" --sm-reps-100k "${BENCH_SM_REPS_100K:-1}"
     --sm-1thread-100k "${BENCH_SM_1THREAD_100K:-1}" --timeout-c "${BENCH_TIMEOUT_C:-900}"
     --quiet-wait "${BENCH_QUIET_WAIT:-60}" --json-out "$DATA/bench_fit.json")
 [ "${BENCH_PREWARM:-1}" = 0 ] && ARGS+=(--prewarm 0)

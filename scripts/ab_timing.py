@@ -2,7 +2,7 @@
 """Interleaved before/after timing of two fulcrum builds, for changes too small for the
 whole-benchmark scripts to resolve (a 10 % kernel change is within their run-to-run noise).
 
-  python3 scripts/ab_timing.py A B [--case adult-fit|adult-build|adult-open|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8] [--wall]
+  python3 scripts/ab_timing.py A B [--case adult-fit|adult-build|adult-open|adult-validate|adult-diagnose|1m-diagnose] [--rounds 4] [--runs 8] [--wall]
   python3 scripts/ab_timing.py A B --case adult-build --alternate 40
 
 A and B are git revisions (built with `cargo build --release` from a `git worktree` of each, into
@@ -14,6 +14,8 @@ binary's cache) and `--runs` timed runs with the cache reused, and takes the med
   adult-fit        fit_total of `fit` on fixtures/adult.parquet (split = train, with native_country)
   adult-build      ingest of the same `fit`, with the cache removed before every run (a cache build)
   adult-open       ingest of the same `fit` with the cache reused (opening and verifying it)
+  adult-validate   validate (the fit's first pass: responses and weights checked, totals) of the
+                   same `fit` with the cache reused
   adult-diagnose   diagnostics of `diagnose` on the same
   1m-fit           fit_total of `fit` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
   1m-diagnose      diagnostics of `diagnose` on bench-data/sparse_1m.parquet, y ~ x00..x19 + c20 + c500
@@ -51,6 +53,7 @@ CASES = {
     "adult-fit": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "fit_total"),
     "adult-build": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "ingest"),
     "adult-open": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "ingest"),
+    "adult-validate": ("fit", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "validate"),
     "adult-diagnose": ("diagnose", "fixtures/adult.parquet", FORMULA_A, ["--filter", "split=train"], "diagnostics"),
     "1m-fit": ("fit", "bench-data/sparse_1m.parquet", FORMULA_B, [], "fit_total"),
     "1m-diagnose": ("diagnose", "bench-data/sparse_1m.parquet", FORMULA_B, [], "diagnostics"),

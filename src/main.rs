@@ -1324,9 +1324,8 @@ fn run(cli: Cli) -> Result<(), Error> {
 
 /// Leave a command's data (the mapped cache, the fit) to the process's exit, which returns all
 /// of its memory to the kernel at once, instead of unmapping and freeing it piece by piece: on a
-/// process with several threads each `munmap` interrupts the other CPUs to flush their TLBs.
-/// Adult's `fit` spent 0.10–0.15 ms dropping its data, 0.02–0.04 ms without (temporary timers,
-/// 50 runs each), the exit no slower.
+/// process with several threads each `munmap` interrupts the other CPUs to flush their TLBs
+/// (docs/PERFORMANCE.md gives what temporary timers measured).
 fn exiting<T>(state: T) {
     std::mem::forget(state);
 }

@@ -145,15 +145,29 @@ impl Family {
         }
     }
 
-    /// Why `y` (with prior weight `w`) is outside the family's support, if it is.
+    /// Whether `y` is outside the family's support: binomial outside [0, 1] (NaN included),
+    /// Poisson below 0, Gamma at or below 0; a Gaussian takes any value.
+    #[inline(always)]
+    pub fn outside_support(self, y: f64) -> bool {
+        match self {
+            Family::Binomial => !(0.0..=1.0).contains(&y),
+            Family::Poisson => y < 0.0,
+            Family::Gamma => y <= 0.0,
+            Family::Gaussian => false,
+        }
+    }
+
+    /// Why `y` (with prior weight `w`) is outside the family's support, if it is
+    /// ([`Family::outside_support`]).
     pub fn check_response(self, y: f64) -> Option<&'static str> {
         match self {
-            Family::Binomial if !(0.0..=1.0).contains(&y) => {
-                Some("binomial responses must be 0/1 labels or proportions in [0, 1] (use cbind(successes, failures) for counts)")
-            }
-            Family::Poisson if y < 0.0 => Some("Poisson responses must be non-negative counts"),
-            Family::Gamma if y <= 0.0 => Some("Gamma responses must be positive"),
-            _ => None,
+            _ if !self.outside_support(y) => None,
+            Family::Binomial => Some(
+                "binomial responses must be 0/1 labels or proportions in [0, 1] (use cbind(successes, failures) for counts)",
+            ),
+            Family::Poisson => Some("Poisson responses must be non-negative counts"),
+            Family::Gamma => Some("Gamma responses must be positive"),
+            Family::Gaussian => None,
         }
     }
 

@@ -419,20 +419,18 @@ fn validate_rows(
 /// [`validate_rows`]' totals of a chunk without a `cbind` response, in one walk without
 /// branches (the same sums, in the same order); `None` when a row is invalid (or the response
 /// is `cbind`), for [`validate_rows`] to find the first and report it. Row by row, with a
-/// `match` on the family and a call to `round` per row, the pass took 0.54–0.63 ms of Adult's
-/// fit on a slow machine, this walk 0.22–0.40 ms (`timing_s.validate`), the rest being the
-/// pass's fork and join and first touches of the chunks.
+/// `match` on the family and a call to `round` per row, the pass took about half as long again
+/// (`scripts/ab_timing.py … --case adult-validate`, docs/PERFORMANCE.md).
 fn validate_plain(v: &ChunkView, family: Family) -> Option<Totals> {
     if v.failures.is_some() {
         return None;
     }
-    // Outside the family's support, as `Family::check_response` has it (the match is outside
-    // the loop, which is compiled once per family).
+    // The walk compiled once per family (the support check then folds to one comparison).
     match family {
-        Family::Binomial => validate_walk(v, |y| !(0.0..=1.0).contains(&y)),
-        Family::Poisson => validate_walk(v, |y| y < 0.0),
-        Family::Gamma => validate_walk(v, |y| y <= 0.0),
-        Family::Gaussian => validate_walk(v, |_| false),
+        Family::Binomial => validate_walk(v, |y| Family::Binomial.outside_support(y)),
+        Family::Poisson => validate_walk(v, |y| Family::Poisson.outside_support(y)),
+        Family::Gamma => validate_walk(v, |y| Family::Gamma.outside_support(y)),
+        Family::Gaussian => validate_walk(v, |y| Family::Gaussian.outside_support(y)),
     }
     .map(|mut t| {
         // A Bernoulli row (weight 1, label 0 or 1) has an integral w·y: only the others are

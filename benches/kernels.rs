@@ -4,8 +4,9 @@
 //! entries per row, popularity-skewed).
 //!
 //! Kernels: `x_beta`, `xt_v`, the sandwich per block pair (dense only, dense on a full chunk,
-//! with categoricals, with sparse columns), row quadratic forms, and the influence sketch's
-//! accumulation (projection and Gram).
+//! with categoricals, with sparse columns), row quadratic forms, the influence sketch's
+//! accumulation (projection and Gram), and an IRLS step's factorization and solve
+//! (`GramFactor`, at Adult's order 81 and the benchmark model's 539).
 //!
 //! Run: `cargo bench --bench kernels -- --quick` (or without `--quick` for full statistics).
 //! Regressions: `cargo bench --bench kernels -- --save-baseline before` on the old commit, then
@@ -19,6 +20,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fulcrum::design::Layout;
 use fulcrum::influence::sketch::{project_rows, sketch_gram};
+use fulcrum::linalg::chol::{GramFactor, ALIAS_TOL};
 use fulcrum::linalg::{row_quad_forms, sandwich, symmetrize_lower, x_beta, xt_v, ColumnSubset, SandwichScratch};
 use fulcrum::Chunk;
 
@@ -261,6 +263,35 @@ fn bench_sketch(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
+/// An IRLS step's serial part: factor the information XᵀWX (aliasing checked) and solve for
+/// the next β, at Adult's order (81, 22 times per fit) and the p = 539 benchmark model's.
+fn bench_gram_factor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gram_factor");
+    for m in [81usize, 539] {
+        let rows = 4 * m;
+        let mut r = Rng(17);
+        let x: Vec<f64> = (0..rows * m).map(|_| r.normal()).collect();
+        let mut gram = vec![0.0; m * m];
+        for row in x.chunks_exact(m) {
+            for (b, &xb) in row.iter().enumerate() {
+                for (a, &xa) in row.iter().enumerate() {
+                    gram[b * m + a] += xa * xb;
+                }
+            }
+        }
+        let candidates: Vec<usize> = (0..m).collect();
+        let ridge = vec![0.0; m];
+        let rhs: Vec<f64> = (0..m).map(|_| r.normal()).collect();
+        g.bench_function(BenchmarkId::new("factor_and_solve", m), |b| {
+            b.iter(|| {
+                let f = GramFactor::new(black_box(&gram), m, &candidates, &ridge, ALIAS_TOL).expect("full rank");
+                f.solve(black_box(&rhs))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     let f = fixture();
     let nnz = f.full.indices.len();
@@ -274,6 +305,7 @@ fn kernels(c: &mut Criterion) {
     bench_sandwich(c, &f);
     bench_row_quad_forms(c, &f);
     bench_sketch(c, &f);
+    bench_gram_factor(c);
 }
 
 criterion_group! {

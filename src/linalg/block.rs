@@ -588,7 +588,7 @@ impl BlockInverse {
 
 /// Copy the strict lower triangle of the square `a` to its upper triangle, in tiles (a
 /// column-by-column copy strides through memory once per entry).
-fn mirror_lower(mut a: MatMut<'_, f64>) {
+pub(super) fn mirror_lower(mut a: MatMut<'_, f64>) {
     const T: usize = 64;
     let n = a.nrows();
     for j0 in (0..n).step_by(T) {

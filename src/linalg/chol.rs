@@ -7,10 +7,9 @@
 //! blocked Cholesky runs in natural order, so the first small pivot is exactly the column
 //! sequential elimination would flag; it is removed and the factorization repeated.
 
-use std::sync::Mutex;
-
-use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::{Mat, Par, Side};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt;
+use faer::{Conj, Mat, Par};
 
 use crate::error::{Error, Result};
 
@@ -18,9 +17,9 @@ use crate::error::{Error, Result};
 /// about 3e-6 of the column's own norm).
 pub const ALIAS_TOL: f64 = 1e-11;
 
-/// Order below which [`sequential_if_small`] runs faer's dense factorizations, solves and
-/// inverses on the calling thread: waking the thread pool for Adult's 81×81 Cholesky costs more
-/// than the factorization (`scripts/ab_timing.py … --case adult-fit`: `fit_total` 23.4 → 22.8 ms,
+/// Order below which [`GramFactor`]'s factorization, solves and inverse run on the calling
+/// thread (`Par::Seq`; from it on, with faer's global parallelism): waking the thread pool for
+/// Adult's 81×81 Cholesky costs more than the factorization (`scripts/ab_timing.py … --case adult-fit`: `fit_total` 23.4 → 22.8 ms,
 /// the same as with faer sequential throughout).
 pub const PAR_MIN_ORDER: usize = 512;
 
@@ -37,26 +36,6 @@ pub fn warm_up() {
     std::hint::black_box(&b);
 }
 
-/// Serialises the small operations' switch of faer's global parallelism (see below).
-static SMALL_DENSE: Mutex<()> = Mutex::new(());
-
-/// Run `f`, a faer dense operation of order `n` through its high-level API (which reads the
-/// global parallelism setting and takes no other), sequentially when `n` is below
-/// [`PAR_MIN_ORDER`]: the setting is switched to `Par::Seq` for the call and restored after,
-/// under a lock, so that concurrent small operations restore it correctly. A large operation
-/// starting on another thread during that window runs sequentially: slower, never wrong.
-pub fn sequential_if_small<R>(n: usize, f: impl FnOnce() -> R) -> R {
-    if n >= PAR_MIN_ORDER {
-        return f();
-    }
-    let _guard = SMALL_DENSE.lock().unwrap_or_else(|e| e.into_inner());
-    let old = faer::get_global_parallelism();
-    faer::set_global_parallelism(Par::Seq);
-    let r = f();
-    faer::set_global_parallelism(old);
-    r
-}
-
 /// A factorization of G restricted to the kept (non-aliased) columns.
 #[derive(Debug)]
 pub struct GramFactor {
@@ -65,7 +44,8 @@ pub struct GramFactor {
     /// Columns found aliased, increasing.
     pub aliased: Vec<usize>,
     scale: Vec<f64>,
-    llt: faer::linalg::solvers::Llt<f64>,
+    /// L of the unit-diagonal-scaled kept block S = L Lᵀ (lower triangle; the upper is zero).
+    l: Mat<f64>,
 }
 
 impl GramFactor {
@@ -90,31 +70,21 @@ impl GramFactor {
         loop {
             let m = kept.len();
             let scale: Vec<f64> = kept.iter().map(|&j| 1.0 / (g[j * n + j] + ridge[j]).sqrt()).collect();
-            let s = Mat::from_fn(m, m, |a, b| {
-                let (ja, jb) = (kept[a], kept[b]);
-                let r = if a == b { ridge[ja] } else { 0.0 };
-                (g[jb * n + ja] + r) * scale[a] * scale[b]
-            });
-            if s.as_ref().col_iter().any(|c| c.iter().any(|x| !x.is_finite())) {
-                return Err(Error::Numerical("non-finite entries in the information matrix".into()));
-            }
-            let drop = match sequential_if_small(m, || s.llt(Side::Lower)) {
-                Err(faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index }) => Some(index),
-                Ok(llt) => {
-                    let l = llt.L();
-                    match (0..m).find(|&j| l[(j, j)] * l[(j, j)] < tol) {
-                        Some(j) => Some(j),
-                        None => {
-                            aliased.sort_unstable();
-                            return Ok(GramFactor {
-                                kept,
-                                aliased,
-                                scale,
-                                llt,
-                            });
-                        }
+            let drop = match scaled_cholesky(g, n, &kept, ridge, &scale) {
+                Err(NonFinite) => return Err(Error::Numerical("non-finite entries in the information matrix".into())),
+                Ok(Err(llt::factor::LltError::NonPositivePivot { index })) => Some(index),
+                Ok(Ok(l)) => match (0..m).find(|&j| l[(j, j)] * l[(j, j)] < tol) {
+                    Some(j) => Some(j),
+                    None => {
+                        aliased.sort_unstable();
+                        return Ok(GramFactor {
+                            kept,
+                            aliased,
+                            scale,
+                            l,
+                        });
                     }
-                }
+                },
             };
             let j = drop.unwrap_or(0);
             if m == 0 {
@@ -127,15 +97,17 @@ impl GramFactor {
     /// The pivots L_jj² of the unit-diagonal-scaled factor, by kept position: the fraction of
     /// each kept column's squared norm left after projecting it on the kept columns before it.
     pub fn pivots(&self) -> Vec<f64> {
-        let l = self.llt.L();
+        let l = &self.l;
         (0..self.kept.len()).map(|j| l[(j, j)] * l[(j, j)]).collect()
     }
 
     /// Solve G_kk x = b_k; `b` is indexed by full column, the result by kept position.
     pub fn solve(&self, b: &[f64]) -> Vec<f64> {
         let m = self.kept.len();
-        let rhs = Mat::from_fn(m, 1, |a, _| b[self.kept[a]] * self.scale[a]);
-        let x = sequential_if_small(m, || self.llt.solve(&rhs));
+        let mut x = Mat::from_fn(m, 1, |a, _| b[self.kept[a]] * self.scale[a]);
+        let par = par_for(m);
+        let mut mem = MemBuffer::new(llt::solve::solve_in_place_scratch::<f64>(m, 1, par));
+        llt::solve::solve_in_place_with_conj(self.l.as_ref(), Conj::No, x.as_mut(), par, MemStack::new(&mut mem));
         (0..m).map(|a| x[(a, 0)] * self.scale[a]).collect()
     }
 
@@ -156,9 +128,101 @@ impl GramFactor {
     /// (G_kk)⁻¹ as a dense m×m matrix in kept order.
     pub fn inverse(&self) -> Mat<f64> {
         let m = self.kept.len();
-        let inv = sequential_if_small(m, || self.llt.inverse());
+        let par = par_for(m);
+        let mut inv = Mat::zeros(m, m);
+        let mut mem = MemBuffer::new(llt::inverse::inverse_scratch::<f64>(m, par));
+        llt::inverse::inverse(inv.as_mut(), self.l.as_ref(), par, MemStack::new(&mut mem));
+        // faer's inverse fills the lower triangle.
+        super::block::mirror_lower(inv.as_mut());
         Mat::from_fn(m, m, |a, b| inv[(a, b)] * self.scale[a] * self.scale[b])
     }
+}
+
+/// The parallelism of faer's dense operations of order `m`: sequential below
+/// [`PAR_MIN_ORDER`], faer's global setting from there.
+fn par_for(m: usize) -> Par {
+    if m < PAR_MIN_ORDER {
+        Par::Seq
+    } else {
+        faer::get_global_parallelism()
+    }
+}
+
+/// A non-finite entry in the scaled information matrix.
+struct NonFinite;
+
+/// The Cholesky factor of S = D^{-1/2} (G + R) D^{-1/2} over the `kept` columns (`scale` =
+/// D^{-1/2}): the lower triangle of S is written straight into the factor's storage and
+/// factored in place by faer (`llt::factor::cholesky_in_place`, with the block sizes and
+/// arithmetic of faer's `Llt`, so the factor is the same to the bit), so the only m × m matrix
+/// is L. Through `Mat::llt` the scaled matrix was built whole and then copied into the factor's
+/// own: `cargo bench --bench kernels -- gram_factor` (docs/PERFORMANCE.md).
+fn scaled_cholesky(
+    g: &[f64],
+    n: usize,
+    kept: &[usize],
+    ridge: &[f64],
+    scale: &[f64],
+) -> std::result::Result<std::result::Result<Mat<f64>, llt::factor::LltError>, NonFinite> {
+    let m = kept.len();
+    let mut l = Mat::<f64>::zeros(m, m);
+    // `kept` increases: with every column kept it is 0..n and the columns are read as slices.
+    let all = m == n;
+    let mut finite = true;
+    for (b, &jb) in kept.iter().enumerate() {
+        let g_col = &g[jb * n..(jb + 1) * n];
+        let sb = scale[b];
+        let col = l
+            .col_mut(b)
+            .try_as_col_major_mut()
+            .expect("an owned matrix's columns are contiguous")
+            .as_slice_mut();
+        // The whole column is checked, the upper triangle's entries too (as the matrix is given).
+        if all {
+            for (&x, &sa) in g_col[..b].iter().zip(&scale[..b]) {
+                finite &= (x * sa * sb).is_finite();
+            }
+            for ((c, &x), &sa) in col[b + 1..].iter_mut().zip(&g_col[b + 1..]).zip(&scale[b + 1..]) {
+                *c = x * sa * sb;
+                finite &= c.is_finite();
+            }
+        } else {
+            for (a, &ja) in kept.iter().enumerate().filter(|&(a, _)| a != b) {
+                let x = g_col[ja] * scale[a] * sb;
+                finite &= x.is_finite();
+                if a > b {
+                    col[a] = x;
+                }
+            }
+        }
+        col[b] = (g_col[jb] + ridge[jb]) * sb * sb;
+        finite &= col[b].is_finite();
+    }
+    if !finite {
+        return Err(NonFinite);
+    }
+    let par = par_for(m);
+    let mut mem = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+        m,
+        par,
+        Default::default(),
+    ));
+    Ok(llt::factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map(|_| {
+        // As faer's `Llt`: the strict upper triangle holds zeros.
+        for b in 1..m {
+            for a in 0..b {
+                l[(a, b)] = 0.0;
+            }
+        }
+        l
+    }))
 }
 
 /// Bytes of memory available to this process (Linux: `MemAvailable` of /proc/meminfo), if known.
@@ -264,6 +328,67 @@ mod tests {
         }
         let inv = f.inverse();
         assert!(inv[(0, 0)] > 0.0);
+    }
+
+    /// The scaled in-place factorization solves and inverts G + R as faer's own `Llt` of the
+    /// explicit matrix does, with all columns kept and with a subset (an aliased one dropped).
+    #[test]
+    fn solve_and_inverse_match_faers_llt() {
+        use faer::linalg::solvers::{DenseSolveCore, Solve};
+        let rows: Vec<Vec<f64>> = (0..40)
+            .map(|i| {
+                let t = i as f64;
+                vec![
+                    1.0,
+                    t.sin() * 3.0,
+                    (0.3 * t).cos(),
+                    t.sqrt() * 1e3,
+                    0.0,
+                    (1.7 * t).sin() * 1e-2,
+                ]
+            })
+            .collect();
+        let (g, p) = gram(&rows);
+        let ridge = [0.0, 0.5, 0.5, 0.5, 0.0, 0.5];
+        let b: Vec<f64> = (0..p).map(|j| j as f64 - 2.5).collect();
+        let f = GramFactor::new(&g, p, &(0..p).collect::<Vec<_>>(), &ridge, ALIAS_TOL).unwrap();
+        // Column 4 is all zeros: aliased; the others kept.
+        assert_eq!(f.kept, [0, 1, 2, 3, 5]);
+        let k = &f.kept;
+        let a = Mat::from_fn(k.len(), k.len(), |x, y| {
+            g[k[y] * p + k[x]] + if x == y { ridge[k[x]] } else { 0.0 }
+        });
+        let llt = a.llt(faer::Side::Lower).unwrap();
+        let want = llt.solve(Mat::from_fn(k.len(), 1, |x, _| b[k[x]]));
+        let want_inv = llt.inverse();
+        let got = f.solve(&b);
+        let got_inv = f.inverse();
+        for x in 0..k.len() {
+            assert!(
+                (got[x] - want[(x, 0)]).abs() <= 1e-9 * want[(x, 0)].abs().max(1e-12),
+                "{got:?}"
+            );
+            for y in 0..k.len() {
+                let (u, v) = (got_inv[(x, y)], want_inv[(x, y)]);
+                assert!(
+                    (u - v).abs() <= 1e-9 * v.abs().max(1e-15),
+                    "inverse ({x}, {y}): {u} vs {v}"
+                );
+                assert!((u - got_inv[(y, x)]).abs() <= 1e-15 * u.abs(), "symmetric");
+            }
+        }
+        // The full inverse puts zeros at the aliased column.
+        let full = f.inverse_full(p);
+        assert!((0..p).all(|j| full[4 * p + j] == 0.0 && full[j * p + 4] == 0.0));
+    }
+
+    #[test]
+    fn non_finite_information_is_an_error() {
+        let x: Vec<Vec<f64>> = (0..5).map(|i| vec![1.0, i as f64]).collect();
+        let (mut g, p) = gram(&x);
+        g[p] = f64::NAN; // (0, 1), above the diagonal
+        let e = GramFactor::new(&g, p, &[0, 1], &[0.0; 2], ALIAS_TOL).unwrap_err();
+        assert!(e.to_string().contains("non-finite entries"), "{e}");
     }
 
     #[test]

@@ -1350,13 +1350,18 @@ fn main() -> ExitCode {
     // faer reads the CPU's cache sizes (~0.85 ms of sysfs reads) before its first large enough
     // product; a worker pays that now, while this thread parses the arguments and the command
     // opens its input, instead of the fit's first factorization.
+    // This thread is the pool's worker 0: one thread fewer to start than rayon's default pool
+    // beside it, and the command need not be handed to a worker and its end back (docs/
+    // PERFORMANCE.md, "The session after"). Should the pool exist already, `rayon::scope` below
+    // runs the command on one of its workers instead.
+    let _ = rayon::ThreadPoolBuilder::new().use_current_thread().build_global();
     rayon::spawn(fulcrum::linalg::chol::warm_up);
     let cli = Cli::parse();
     let format = cli.command.log_format();
-    // The command runs on one of rayon's workers, so that each pass's fork-join keeps the
-    // calling thread busy with a share of the chunks: from outside the pool, every pass would
-    // hand all its chunks to the workers and sleep until they finish (one more thread to wake
-    // and put to sleep per pass).
+    // The command runs in the pool, so that each pass's fork-join keeps the calling thread busy
+    // with a share of the chunks: from outside the pool, every pass would hand all its chunks
+    // to the workers and sleep until they finish (one more thread to wake and put to sleep per
+    // pass).
     match rayon::scope(move |_| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1347,14 +1347,14 @@ fn main() -> ExitCode {
             eprintln!("fulcrum: internal error (please report): {info}");
         }
     }));
-    // faer reads the CPU's cache sizes (~0.85 ms of sysfs reads) before its first large enough
-    // product; a worker pays that now, while this thread parses the arguments and the command
-    // opens its input, instead of the fit's first factorization.
     // This thread is the pool's worker 0: one thread fewer to start than rayon's default pool
     // beside it, and the command need not be handed to a worker and its end back (docs/
-    // PERFORMANCE.md, "The session after"). Should the pool exist already, `rayon::scope` below
-    // runs the command on one of its workers instead.
+    // PERFORMANCE.md, "The session after"). Building can only fail if the pool exists, and
+    // nothing has used it yet.
     let _ = rayon::ThreadPoolBuilder::new().use_current_thread().build_global();
+    // faer reads the CPU's cache sizes (~0.85 ms of sysfs reads) before its first large enough
+    // product; the other worker pays that now, while this thread parses the arguments and the
+    // command opens its input, instead of the fit's first factorization.
     rayon::spawn(fulcrum::linalg::chol::warm_up);
     let cli = Cli::parse();
     let format = cli.command.log_format();

@@ -19,8 +19,8 @@ pub const ALIAS_TOL: f64 = 1e-11;
 
 /// Order below which [`GramFactor`]'s factorization, solves and inverse run on the calling
 /// thread (`Par::Seq`; from it on, with faer's global parallelism): waking the thread pool for
-/// Adult's 81×81 Cholesky costs more than the factorization (`scripts/ab_timing.py … --case adult-fit`: `fit_total` 23.4 → 22.8 ms,
-/// the same as with faer sequential throughout).
+/// Adult's 81×81 Cholesky costs more than the factorization (`scripts/ab_timing.py … --case
+/// adult-fit`: `fit_total` 23.4 → 22.8 ms, the same as with faer sequential throughout).
 pub const PAR_MIN_ORDER: usize = 512;
 
 /// Pay faer's one-time set-up on the calling thread: its first matrix product above nano-gemm's
@@ -70,10 +70,9 @@ impl GramFactor {
         loop {
             let m = kept.len();
             let scale: Vec<f64> = kept.iter().map(|&j| 1.0 / (g[j * n + j] + ridge[j]).sqrt()).collect();
-            let drop = match scaled_cholesky(g, n, &kept, ridge, &scale) {
-                Err(NonFinite) => return Err(Error::Numerical("non-finite entries in the information matrix".into())),
-                Ok(Err(llt::factor::LltError::NonPositivePivot { index })) => Some(index),
-                Ok(Ok(l)) => match (0..m).find(|&j| l[(j, j)] * l[(j, j)] < tol) {
+            let drop = match scaled_cholesky(g, n, &kept, ridge, &scale)? {
+                Err(llt::factor::LltError::NonPositivePivot { index }) => Some(index),
+                Ok(l) => match (0..m).find(|&j| l[(j, j)] * l[(j, j)] < tol) {
                     Some(j) => Some(j),
                     None => {
                         aliased.sort_unstable();
@@ -148,22 +147,20 @@ fn par_for(m: usize) -> Par {
     }
 }
 
-/// A non-finite entry in the scaled information matrix.
-struct NonFinite;
-
 /// The Cholesky factor of S = D^{-1/2} (G + R) D^{-1/2} over the `kept` columns (`scale` =
 /// D^{-1/2}): the lower triangle of S is written straight into the factor's storage and
 /// factored in place by faer (`llt::factor::cholesky_in_place`, with the block sizes and
 /// arithmetic of faer's `Llt`, so the factor is the same to the bit), so the only m × m matrix
 /// is L. Through `Mat::llt` the scaled matrix was built whole and then copied into the factor's
-/// own: `cargo bench --bench kernels -- gram_factor` (docs/PERFORMANCE.md).
+/// own: `cargo bench --bench kernels -- gram_factor` (docs/PERFORMANCE.md). An error when an
+/// entry of S is not finite; `Ok(Err(..))` names the first non-positive pivot.
 fn scaled_cholesky(
     g: &[f64],
     n: usize,
     kept: &[usize],
     ridge: &[f64],
     scale: &[f64],
-) -> std::result::Result<std::result::Result<Mat<f64>, llt::factor::LltError>, NonFinite> {
+) -> Result<std::result::Result<Mat<f64>, llt::factor::LltError>> {
     let m = kept.len();
     let mut l = Mat::<f64>::zeros(m, m);
     // `kept` increases: with every column kept it is 0..n and the columns are read as slices.
@@ -199,7 +196,7 @@ fn scaled_cholesky(
         finite &= col[b].is_finite();
     }
     if !finite {
-        return Err(NonFinite);
+        return Err(Error::Numerical("non-finite entries in the information matrix".into()));
     }
     let par = par_for(m);
     let mut mem = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(

@@ -122,4 +122,43 @@ impl<'a> ChunkView<'a> {
     pub fn nnz(&self) -> usize {
         self.indices.len()
     }
+
+    /// Rows `rows` (increasing indices into this view) copied into an owned chunk, in order.
+    pub fn select(&self, rows: &[usize]) -> Chunk {
+        let k = rows.len();
+        let pick_f64 = |col: &[f64]| rows.iter().map(|&i| col[i]).collect::<Vec<f64>>();
+        let mut dense = Vec::with_capacity(k * self.n_dense);
+        for j in 0..self.n_dense {
+            dense.extend(rows.iter().map(|&i| self.dense_col(j)[i]));
+        }
+        let mut cat = Vec::with_capacity(k * self.n_cat);
+        for c in 0..self.n_cat {
+            cat.extend(rows.iter().map(|&i| self.cat_col(c)[i]));
+        }
+        let (mut indptr, mut indices, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        if !self.indptr.is_empty() {
+            indptr.reserve(k + 1);
+            indptr.push(0u32);
+            for &i in rows {
+                let (ix, vals) = self.sparse_row(i);
+                indices.extend_from_slice(ix);
+                values.extend_from_slice(vals);
+                indptr.push(indices.len() as u32);
+            }
+        }
+        Chunk {
+            row_id: rows.iter().map(|&i| self.row_id[i]).collect(),
+            y: pick_f64(self.y),
+            failures: self.failures.map(pick_f64),
+            weight: pick_f64(self.weight),
+            offset: pick_f64(self.offset),
+            n_dense: self.n_dense,
+            dense,
+            n_cat: self.n_cat,
+            cat,
+            indptr,
+            indices,
+            values,
+        }
+    }
 }

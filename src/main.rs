@@ -403,6 +403,10 @@ struct GlmArgs {
     /// Convergence tolerance on the deviance change (default 1e-8 for canonical links, 1e-12 otherwise).
     #[arg(long)]
     tol: Option<f64>,
+    /// Pass over every row in every IRLS iteration: no tail iterations on the rows of the few
+    /// level columns still moving (separated levels), the other rows held at their quadratic model.
+    #[arg(long)]
+    full_passes: bool,
 }
 
 impl GlmArgs {
@@ -424,6 +428,7 @@ impl GlmArgs {
         };
         let mut o = FitOptions::new(family, link)?;
         o.max_iter = self.max_iter.max(1);
+        o.tail = !self.full_passes;
         if let Some(t) = self.tol {
             if !(t > 0.0 && t.is_finite()) {
                 return Err(Error::Usage(format!("--tol must be positive, got {t}")));

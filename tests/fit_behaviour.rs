@@ -237,22 +237,26 @@ fn fit_cli_writes_summary_and_table() {
     let out = s.path("out");
     let f = "income_gt50k ~ age + education_num + capital_gain + capital_loss + hours_per_week + workclass + marital_status + occupation + relationship + race + sex + native_country";
     let adult = format!("{}/fixtures/adult.parquet", env!("CARGO_MANIFEST_DIR"));
-    let r = run(assert_cmd::Command::cargo_bin("fulcrum")
-        .unwrap()
-        .args([
-            "fit",
-            &adult,
-            "--formula",
-            f,
-            "--filter",
-            "split=train",
-            "--family",
-            "binomial",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(s.cache()));
+    let fit_cli = |out: &std::path::Path, extra: &[&str]| {
+        run(assert_cmd::Command::cargo_bin("fulcrum")
+            .unwrap()
+            .args([
+                "fit",
+                &adult,
+                "--formula",
+                f,
+                "--filter",
+                "split=train",
+                "--family",
+                "binomial",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(s.cache()))
+    };
+    let r = fit_cli(&out, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stdout.contains("Estimate") && r.stdout.contains("Pr(>|z|)") && r.stdout.contains("AIC: 19713.6"),
@@ -307,6 +311,26 @@ fn fit_cli_writes_summary_and_table() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["summary.json"]);
+    // The last iterations ran on the separated levels' 29 rows; `--full-passes` makes every
+    // iteration a pass over all rows, to the same estimates.
+    assert_eq!(j["iterations_tail"]["rows"], 29, "{}", j["iterations_tail"]);
+    let full = s.path("full");
+    let r = fit_cli(&full, &["--full-passes"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let k: serde_json::Value =
+        serde_json::from_reader(std::fs::File::open(full.join("summary.json")).unwrap()).unwrap();
+    assert!(k["iterations_tail"].is_null());
+    assert_eq!(k["iterations"], j["iterations"]);
+    assert!(k["passes_fit"].as_u64() > j["passes_fit"].as_u64());
+    for (a, b) in j["coefficients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(k["coefficients"].as_array().unwrap())
+    {
+        let (a, b) = (a["estimate"].as_f64().unwrap(), b["estimate"].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-3), "{a} vs {b}");
+    }
 }
 
 #[test]
@@ -437,5 +461,89 @@ fn blocked_solve_of_a_wide_factor_matches_the_dense_solve() {
         assert_eq!(blocked.information.is_empty(), solved_in_blocks, "{what}");
         assert_eq!(blocked.cov_unscaled.nrows() == 0, solved_in_blocks, "{what}");
         assert_eq!(dense.cov_unscaled.nrows(), m, "{what}");
+    }
+}
+
+/// IRLS's tail on data spread over many chunks: a Poisson fit with an offset and prior weights
+/// whose level `e` has only zero counts, and a logistic fit whose sparse token 7 occurs only on
+/// rows labelled 0. Each estimate runs to −∞, so the last iterations move that column alone; they
+/// run on its rows (collected from every chunk) and land where full passes land.
+#[test]
+fn tail_iterations_match_full_passes() {
+    let n = 3000;
+    let mut st = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        (st % 10_000) as f64 / 10_000.0
+    };
+    let (mut x, mut g, mut t, mut w, mut count, mut label) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut tokens: Vec<Vec<(i32, f32)>> = vec![];
+    for i in 0..n {
+        let xi = 4.0 * next() - 2.0;
+        let gi = if i % 75 == 3 { "e" } else { ["a", "b", "c", "d"][i % 4] };
+        let ti = 0.5 + next();
+        let eta = 0.2 + 0.5 * xi + if gi == "b" { 0.4 } else { 0.0 };
+        let mu = ti * f64::exp(eta);
+        // A Poisson draw by inversion.
+        let (u, mut k, mut p) = (next(), 0.0, f64::exp(-mu));
+        let mut cdf = p;
+        while u > cdf && k < 50.0 {
+            k += 1.0;
+            p *= mu / k;
+            cdf += p;
+        }
+        let yb = (next() < 1.0 / (1.0 + f64::exp(-eta))) as u8 as f64;
+        let mut row = vec![((i % 5) as i32, 1.0f32)];
+        if i % 60 == 7 {
+            row.push((7, 2.0));
+        }
+        x.push(xi);
+        g.push(gi);
+        t.push(ti.ln());
+        w.push((1 + i % 3) as f64);
+        count.push(if gi == "e" { 0.0 } else { k });
+        label.push(if i % 60 == 7 { 0.0 } else { yb });
+        tokens.push(row);
+    }
+    let refs: Vec<&[(i32, f32)]> = tokens.iter().map(|r| r.as_slice()).collect();
+    let s = Scratch::new();
+    let cols = vec![
+        ("count", f64s(&count)),
+        ("label", f64s(&label)),
+        ("x", f64s(&x)),
+        ("g", strs(&g)),
+        ("lt", f64s(&t)),
+        ("w", f64s(&w)),
+        ("tokens", sparse(&refs)),
+    ];
+    write_parquet(&s.path("tail.parquet"), &batch(cols));
+    let cases = [
+        ("count ~ x + g + offset(lt)", Family::Poisson, Some("w"), n / 75),
+        ("label ~ x + g + sparse(tokens)", Family::Binomial, None, n / 60),
+    ];
+    for (k, (formula, family, weights, rows)) in cases.into_iter().enumerate() {
+        let o = LoadOpts {
+            weights,
+            chunk_rows: Some(256),
+            ..Default::default()
+        };
+        let cache = s.path(&format!("cache{k}"));
+        let ds = load_model(&[s.path("tail.parquet").display().to_string()], formula, &cache, o);
+        let mut opts = FitOptions::new(family, None).unwrap();
+        let with = fit(&ds, &opts).unwrap();
+        opts.tail = false;
+        let without = fit(&ds, &opts).unwrap();
+        let tail = with.tail.unwrap_or_else(|| panic!("{formula}: no tail"));
+        assert_eq!(tail.rows, rows, "{formula}");
+        assert!(tail.iterations >= 3, "{formula}: {tail:?}");
+        assert_eq!(with.iterations, without.iterations, "{formula}");
+        for j in 0..with.beta.len() {
+            let (a, b) = (with.beta[j], without.beta[j]);
+            assert!(rel(a, b) < 1e-9, "{formula}: coefficient {j}: {a} vs {b}");
+        }
+        assert!(rel(with.deviance, without.deviance) < 1e-12, "{formula}");
+        assert_eq!(with.warnings, without.warnings, "{formula}");
     }
 }

@@ -10,6 +10,8 @@
 //! or μ leaves the family's domain — and, unlike R, also when the deviance increases —
 //! aliased columns reported as `None` (R's `NA`), dispersion 1 for binomial/Poisson and
 //! Pearson χ²/(n − rank) otherwise. Standard errors use the Fisher information at the final β.
+//! Once only a few level columns still move (separated levels), the iterations pass over their
+//! rows alone (`glm::tail`).
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -22,7 +24,8 @@ use super::family::{
     bernoulli_deviance_and_scale, gaussian_deviance_and_scale, poisson_deviance_and_scale, valid_mu, AicSums, Family,
     Link, LOGIT_THRESH,
 };
-use crate::chunk::ChunkView;
+use super::tail::{Tail, TailProbe};
+use crate::chunk::{Chunk, ChunkView};
 use crate::design::Layout;
 use crate::error::{Error, Result};
 use crate::ingest::Dataset;
@@ -90,6 +93,10 @@ pub struct FitOptions {
     /// diagonal and solves through its Schur complement ([`crate::linalg::block`]) when the
     /// term has at least this many columns (default [`SCHUR_MIN_LEVELS`]).
     pub schur_min_levels: usize,
+    /// Once every coefficient but a few level (or sparse) columns has settled, iterate on
+    /// those columns' rows alone, the other rows held at their quadratic model (IRLS's tail,
+    /// `glm::tail`; default true). False: every iteration passes over all rows.
+    pub tail: bool,
 }
 
 /// Default of [`FitOptions::schur_min_levels`]: below about a thousand columns the dense
@@ -116,6 +123,7 @@ impl FitOptions {
             tol: if link == family.canonical_link() { 1e-8 } else { 1e-12 },
             penalty: Penalty::None,
             schur_min_levels: SCHUR_MIN_LEVELS,
+            tail: true,
         })
     }
 }
@@ -219,6 +227,8 @@ pub struct Fit {
     pub df_null: f64,
     /// IRLS iterations (WLS solves).
     pub iterations: usize,
+    /// How many of the iterations were IRLS's tail ([`TailUse`]); None when none was.
+    pub tail: Option<TailUse>,
     /// Whether the convergence criterion was met.
     pub converged: bool,
     /// Warnings, worded like R's where R has one.
@@ -262,6 +272,16 @@ pub struct Fit {
     pub sum_weights: f64,
     /// Wall-clock seconds per stage.
     pub timing: Vec<(String, f64)>,
+}
+
+/// The iterations a fit evaluated on the rows of a few still-moving level columns alone, every
+/// other row held at its quadratic model (`glm::tail`: separated levels, typically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailUse {
+    /// Iterations evaluated that way (of [`Fit::iterations`]).
+    pub iterations: usize,
+    /// Rows those iterations visited.
+    pub rows: usize,
 }
 
 impl Fit {
@@ -546,7 +566,8 @@ impl PassStats {
             perfect: 0,
         }
     }
-    fn merge(mut self, o: PassStats) -> Self {
+    /// The sums of `self` and `o`, passes over disjoint sets of rows.
+    pub(crate) fn merge(mut self, o: PassStats) -> Self {
         for (a, b) in self.gram.iter_mut().zip(&o.gram) {
             *a += b;
         }
@@ -564,6 +585,24 @@ impl PassStats {
         self.boundary += o.boundary;
         self.perfect += o.perfect;
         self
+    }
+
+    /// Take away the sums of `o`, a pass at the same β over some of this pass's rows: what is
+    /// left is the other rows' (up to rounding; counts saturate at 0).
+    pub(crate) fn subtract(&mut self, o: &PassStats) {
+        for (a, b) in self.gram.iter_mut().zip(o.gram.iter()) {
+            *a -= b;
+        }
+        for (a, b) in self.xtwz.iter_mut().zip(o.xtwz.iter()) {
+            *a -= b;
+        }
+        self.dev.merge(o.dev.negated());
+        self.pearson.merge(o.pearson.negated());
+        self.null_dev.merge(o.null_dev.negated());
+        self.dev_scale = (self.dev_scale - o.dev_scale).max(0.0);
+        self.invalid = self.invalid.saturating_sub(o.invalid);
+        self.boundary = self.boundary.saturating_sub(o.boundary);
+        self.perfect = self.perfect.saturating_sub(o.perfect);
     }
 }
 
@@ -653,100 +692,166 @@ fn irls_pass_impl(
     let layout: &Layout = &ds.design().layout;
     let p = layout.p;
     let m = subset.len();
-    let (family, link) = (opts.family, opts.link);
     let bytes = split.map_or(m * m * 8, |s| s.accumulator_bytes()).max(1);
     let mut groups = (2usize << 30).div_euclid(bytes).clamp(1, crate::store::FOLD_GROUPS);
     if split.is_some() {
         // Each group's B block is m_A × L: one per thread is enough for chunks of equal cost.
         groups = groups.min(rayon::current_num_threads().max(1));
     }
-    let tiny = 10.0 * f64::EPSILON;
-    // X·β can read the sparse block from the subset's entries when every non-zero sparse
-    // coefficient is in the subset (a path's working set holds its support).
-    let sparse_support_inside = match eval {
-        Eval::Beta(beta) => (layout.sparse_offset..p).all(|j| beta[j] == 0.0 || subset.local(j).is_some()),
-        Eval::Start { .. } => false,
-    };
+    let ctx = PassCtx::new(layout, opts, eval, null, subset, rhs, cols, split);
     let st = ds.cache.par_fold_groups(
         groups,
         || PassStats::zeros(p, m, split),
-        |mut acc, v| {
-            // Per-worker scratch, reused across chunks and passes (no page faults per pass).
-            let mut s = SCRATCH.with(|c| c.take());
-            // faer may have run AVX-512 code on this worker (the solve between passes).
-            crate::linalg::clear_upper_simd_state();
-            let n = v.n;
-            s.eta.resize(n, 0.0);
-            s.w.resize(n, 0.0);
-            s.z.resize(n, 0.0);
-            if split.is_some() {
-                // `sandwich_cross` reads each row's entries.
-                s.sandwich.gather_per_row(&v, layout, subset);
-            } else {
-                s.sandwich.gather(&v, layout, subset);
-            }
-            if let Eval::Beta(beta) = eval {
-                if sparse_support_inside {
-                    x_beta_gathered(&v, layout, beta, subset, &s.sandwich, &mut s.eta);
-                } else {
-                    x_beta(&v, layout, beta, &mut s.eta);
-                }
-                for (e, o) in s.eta.iter_mut().zip(v.offset) {
-                    *e += o;
-                }
-            }
-            // The row loop specialised for the common family/link pairs (their matches then
-            // fold away), generic for the rest.
-            let rows = RowArgs { eval, null, rhs, tiny };
-            match (family, link) {
-                // The vectorised loop where it applies (it says whether it did).
-                _ if irls_rows_fast(family, link, rows, &v, &mut s, &mut acc) => {}
-                (Family::Binomial, Link::Logit) => irls_rows(Family::Binomial, Link::Logit, rows, &v, &mut s, &mut acc),
-                (Family::Poisson, Link::Log) => irls_rows(Family::Poisson, Link::Log, rows, &v, &mut s, &mut acc),
-                (Family::Gaussian, Link::Identity) => {
-                    irls_rows(Family::Gaussian, Link::Identity, rows, &v, &mut s, &mut acc)
-                }
-                _ => irls_rows(family, link, rows, &v, &mut s, &mut acc),
-            }
-            // With every column in the subset, the sandwich's row loop computes the whole score
-            // too (one walk over the chunk instead of two).
-            match cols {
-                ScoreCols::All if m < p => {
-                    sandwich_gathered(&v, layout, &s.w, subset, &mut acc.gram, None, &mut s.sandwich);
-                    xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
-                }
-                ScoreCols::All | ScoreCols::Subset => {
-                    let mut score = std::mem::take(&mut s.score);
-                    score.clear();
-                    score.resize(m, 0.0);
-                    sandwich_gathered(
-                        &v,
-                        layout,
-                        &s.w,
-                        subset,
-                        &mut acc.gram,
-                        Some((&s.z, &mut score)),
-                        &mut s.sandwich,
-                    );
-                    for (&j, &g) in subset.columns().iter().zip(&score) {
-                        acc.xtwz[j] += g;
-                    }
-                    s.score = score;
-                }
-            }
-            if let (Some(sp), Some(g)) = (split, acc.block.as_mut()) {
-                let out = &mut acc.xtwz[sp.offset..sp.offset + sp.width];
-                sandwich_cross(&v, layout, &s.w, sp, &s.sandwich, g, Some((&s.z, out)));
-            }
-            SCRATCH.with(|c| c.replace(s));
-            acc
-        },
+        |acc, v| irls_chunk(acc, v, &ctx),
         PassStats::merge,
     );
     let mut out = st;
     symmetrize_lower(&mut out.gram, m);
     out.score_cols = if split.is_some() { ScoreCols::All } else { cols };
     out
+}
+
+/// What one chunk's share of an IRLS pass needs besides the chunk ([`irls_pass_impl`]'s
+/// arguments, resolved once per pass).
+#[derive(Clone, Copy)]
+struct PassCtx<'a> {
+    layout: &'a Layout,
+    family: Family,
+    link: Link,
+    eval: Eval<'a>,
+    null: NullModel,
+    subset: &'a ColumnSubset,
+    rhs: Rhs,
+    cols: ScoreCols,
+    split: Option<&'a BlockSplit>,
+    /// X·β can read the sparse block from the subset's entries.
+    sparse_support_inside: bool,
+    tiny: f64,
+}
+
+impl<'a> PassCtx<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        layout: &'a Layout,
+        opts: &FitOptions,
+        eval: Eval<'a>,
+        null: NullModel,
+        subset: &'a ColumnSubset,
+        rhs: Rhs,
+        cols: ScoreCols,
+        split: Option<&'a BlockSplit>,
+    ) -> Self {
+        // X·β can read the sparse block from the subset's entries when every non-zero sparse
+        // coefficient is in the subset (a path's working set holds its support).
+        let sparse_support_inside = match eval {
+            Eval::Beta(beta) => (layout.sparse_offset..layout.p).all(|j| beta[j] == 0.0 || subset.local(j).is_some()),
+            Eval::Start { .. } => false,
+        };
+        PassCtx {
+            layout,
+            family: opts.family,
+            link: opts.link,
+            eval,
+            null,
+            subset,
+            rhs,
+            cols,
+            split,
+            sparse_support_inside,
+            tiny: 10.0 * f64::EPSILON,
+        }
+    }
+}
+
+/// [`irls_pass`] at `beta` over all columns, on owned chunks instead of the cache (on the
+/// calling thread): the rows that IRLS's tail still moves (`glm::tail`).
+pub(crate) fn irls_pass_chunks(chunks: &[Chunk], layout: &Layout, opts: &FitOptions, beta: &[f64]) -> PassStats {
+    let all = ColumnSubset::all(layout.p);
+    let null = NullModel::Separate;
+    let (rhs, cols) = (Rhs::WorkingResponse, ScoreCols::All);
+    let ctx = PassCtx::new(layout, opts, Eval::Beta(beta), null, &all, rhs, cols, None);
+    let mut out = chunks
+        .iter()
+        .fold(PassStats::zeros(layout.p, layout.p, None), |acc, c| {
+            irls_chunk(acc, c.view(), &ctx)
+        });
+    symmetrize_lower(&mut out.gram, layout.p);
+    out
+}
+
+/// One chunk's share of an IRLS pass, added to `acc`: η, the row loop, then the sandwich and
+/// score over the chunk's rows.
+fn irls_chunk(mut acc: PassStats, v: ChunkView<'_>, c: &PassCtx<'_>) -> PassStats {
+    let (layout, family, link, eval, null, subset) = (c.layout, c.family, c.link, c.eval, c.null, c.subset);
+    let (rhs, cols, split, tiny) = (c.rhs, c.cols, c.split, c.tiny);
+    let (p, m) = (layout.p, subset.len());
+    // Per-worker scratch, reused across chunks and passes (no page faults per pass).
+    let mut s = SCRATCH.with(|c| c.take());
+    // faer may have run AVX-512 code on this worker (the solve between passes).
+    crate::linalg::clear_upper_simd_state();
+    let n = v.n;
+    s.eta.resize(n, 0.0);
+    s.w.resize(n, 0.0);
+    s.z.resize(n, 0.0);
+    if split.is_some() {
+        // `sandwich_cross` reads each row's entries.
+        s.sandwich.gather_per_row(&v, layout, subset);
+    } else {
+        s.sandwich.gather(&v, layout, subset);
+    }
+    if let Eval::Beta(beta) = eval {
+        if c.sparse_support_inside {
+            x_beta_gathered(&v, layout, beta, subset, &s.sandwich, &mut s.eta);
+        } else {
+            x_beta(&v, layout, beta, &mut s.eta);
+        }
+        for (e, o) in s.eta.iter_mut().zip(v.offset) {
+            *e += o;
+        }
+    }
+    // The row loop specialised for the common family/link pairs (their matches then
+    // fold away), generic for the rest.
+    let rows = RowArgs { eval, null, rhs, tiny };
+    match (family, link) {
+        // The vectorised loop where it applies (it says whether it did).
+        _ if irls_rows_fast(family, link, rows, &v, &mut s, &mut acc) => {}
+        (Family::Binomial, Link::Logit) => irls_rows(Family::Binomial, Link::Logit, rows, &v, &mut s, &mut acc),
+        (Family::Poisson, Link::Log) => irls_rows(Family::Poisson, Link::Log, rows, &v, &mut s, &mut acc),
+        (Family::Gaussian, Link::Identity) => irls_rows(Family::Gaussian, Link::Identity, rows, &v, &mut s, &mut acc),
+        _ => irls_rows(family, link, rows, &v, &mut s, &mut acc),
+    }
+    // With every column in the subset, the sandwich's row loop computes the whole score
+    // too (one walk over the chunk instead of two).
+    match cols {
+        ScoreCols::All if m < p => {
+            sandwich_gathered(&v, layout, &s.w, subset, &mut acc.gram, None, &mut s.sandwich);
+            xt_v(&v, layout, &s.z, Some(&s.w), &mut acc.xtwz);
+        }
+        ScoreCols::All | ScoreCols::Subset => {
+            let mut score = std::mem::take(&mut s.score);
+            score.clear();
+            score.resize(m, 0.0);
+            sandwich_gathered(
+                &v,
+                layout,
+                &s.w,
+                subset,
+                &mut acc.gram,
+                Some((&s.z, &mut score)),
+                &mut s.sandwich,
+            );
+            for (&j, &g) in subset.columns().iter().zip(&score) {
+                acc.xtwz[j] += g;
+            }
+            s.score = score;
+        }
+    }
+    if let (Some(sp), Some(g)) = (split, acc.block.as_mut()) {
+        let out = &mut acc.xtwz[sp.offset..sp.offset + sp.width];
+        sandwich_cross(&v, layout, &s.w, sp, &s.sandwich, g, Some((&s.z, out)));
+    }
+    SCRATCH.with(|c| c.replace(s));
+    acc
 }
 
 /// What the IRLS row loop needs besides the family, link and chunk.
@@ -1420,8 +1525,28 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
     let mut halved = false;
     let mut last_within_noise = false;
     let mut stalled = false;
+    // IRLS's tail (`super::tail`): once only a few level columns move, iterate on their rows.
+    // The blocked solve keeps its own accumulators and does not enter it.
+    let mut tail: Option<Tail> = None;
+    let mut tail_allowed = opts.tail && split.is_none();
+    let mut probe = TailProbe::default();
+    let eval_at = |tail: &mut Option<Tail>, beta: &[f64], blocked: bool| -> PassStats {
+        match tail {
+            Some(t) if t.holds(beta) => t.pass(layout, opts, beta),
+            _ => {
+                *tail = None;
+                pass(Eval::Beta(beta), NullModel::Separate, blocked)
+            }
+        }
+    };
+    let mut tail_use: Option<TailUse> = None;
     let mut st = loop {
-        let mut st = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+        let mut st = eval_at(&mut tail, &beta, blocked);
+        if let Some(t) = &tail {
+            let u = tail_use.get_or_insert(TailUse { iterations: 0, rows: 0 });
+            u.iterations += 1;
+            u.rows = u.rows.max(t.n_rows());
+        }
         let mut obj = st.dev.value() + penalty_of(&beta);
         let mut halvings = 0;
         loop {
@@ -1448,7 +1573,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             for (b, q) in beta.iter_mut().zip(prev) {
                 *b = 0.5 * (*b + q);
             }
-            st = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            st = eval_at(&mut tail, &beta, blocked);
             obj = st.dev.value() + penalty_of(&beta);
         }
         if stalled {
@@ -1459,6 +1584,9 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             warnings.push(format!(
                 "IRLS stalled at iteration {iterations}: 30 step-halvings could not reduce the deviance; the estimates are not a maximum"
             ));
+            if tail.take().is_some() {
+                break pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            }
             break st;
         }
         let change = (obj - dev_prev).abs();
@@ -1467,21 +1595,39 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         // and reports non-convergence, e.g. an exact Poisson fit to counts of 10⁹). Two, because
         // Newton's last real steps can be as small as the noise estimate.
         let within_noise = change <= st.dev_noise();
-        if (within_noise && last_within_noise)
-            || (change / (obj.abs() + 0.1) < opts.tol
-                && change < opts.tol.max(deviance_resolution(tot.n_ok) * obj.abs()))
-        {
-            converged = true;
-            break st;
+        let abs_tol = opts.tol.max(deviance_resolution(tot.n_ok) * obj.abs());
+        if (within_noise && last_within_noise) || (change / (obj.abs() + 0.1) < opts.tol && change < abs_tol) {
+            if tail.take().is_none() {
+                converged = true;
+                break st;
+            }
+            // Converged in the tail: a full pass at β̂ for the reported sums, and a check of
+            // the settled rows' model against it. Should the two deviances differ by more than
+            // the criterion resolves, the fit goes on with full passes.
+            let full = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            let full_obj = full.dev.value() + penalty_of(&beta);
+            if (full_obj - obj).abs() <= abs_tol.max(full.dev_noise()) {
+                converged = true;
+                break full;
+            }
+            tail_allowed = false;
+            (st, obj) = (full, full_obj);
         }
         if iterations >= opts.max_iter {
+            if tail.take().is_some() {
+                break pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            }
             break st;
         }
         factor = factor_information(&st, split.as_ref(), &mut blocked, factor.kept(), &ridge)?;
+        let next = scatter(&factor, factor.solve(&st.xtwz));
+        if tail.is_none() && tail_allowed && !blocked {
+            tail = Tail::enter(ds, opts, &st, &beta, &next, &mut probe);
+        }
         beta_prev = Some(beta.clone());
         dev_prev = obj;
         last_within_noise = within_noise;
-        beta = scatter(&factor, factor.solve(&st.xtwz));
+        beta = next;
         iterations += 1;
     };
     timing.push(("irls".to_string(), t1.elapsed().as_secs_f64()));
@@ -1633,6 +1779,7 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         df_residual,
         df_null: n - layout.intercept as usize as f64,
         iterations,
+        tail: tail_use,
         converged,
         warnings,
         kept,

@@ -6,7 +6,8 @@ pub mod cd;
 pub mod family;
 pub mod irls;
 pub mod path;
+pub(crate) mod tail;
 
 pub use family::{Family, Link};
-pub use irls::{fit, fit_from, Fit, FitOptions, Penalty, PenaltyBlock, Standardization, SCHUR_MIN_LEVELS};
+pub use irls::{fit, fit_from, Fit, FitOptions, Penalty, PenaltyBlock, Standardization, TailUse, SCHUR_MIN_LEVELS};
 pub use path::{fit_at, fit_path, prox_steps, Path, PathOptions, PathPenalty, PathPoint, ProxSteps};

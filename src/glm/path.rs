@@ -1181,6 +1181,7 @@ pub fn fit_at(ds: &Dataset, path: &Path, index: usize) -> Result<Fit> {
         df_residual,
         df_null: n - design.layout.intercept as usize as f64,
         iterations: path.passes,
+        tail: None,
         converged: path.points.iter().all(|p| p.converged),
         warnings: path.warnings.clone(),
         kept,

@@ -338,6 +338,14 @@ impl Sum {
     pub fn value(&self) -> f64 {
         self.sum + self.c
     }
+
+    /// The same sum with the opposite sign (exactly: both parts negated).
+    pub fn negated(self) -> Sum {
+        Sum {
+            sum: -self.sum,
+            c: -self.c,
+        }
+    }
 }
 
 /// Lanes of [`LaneSums`].

@@ -177,6 +177,7 @@ pub fn fit_summary(ds: &Dataset, fit: &Fit, opts: &FitOptions, extra_timing: &[(
         "aic": fit.aic,
         "dispersion": fit.dispersion,
         "iterations": fit.iterations,
+        "iterations_tail": fit.tail.map(|t| serde_json::json!({"iterations": t.iterations, "rows": t.rows})),
         "converged": fit.converged,
         "tol": opts.tol,
         "max_iter": opts.max_iter,

@@ -542,6 +542,9 @@ fn tail_iterations_match_full_passes() {
         for j in 0..with.beta.len() {
             let (a, b) = (with.beta[j], without.beta[j]);
             assert!(rel(a, b) < 1e-9, "{formula}: coefficient {j}: {a} vs {b}");
+            if let (Some(a), Some(b)) = (with.std_error[j], without.std_error[j]) {
+                assert!(rel(a, b) < 1e-10, "{formula}: standard error {j}: {a} vs {b}");
+            }
         }
         assert!(rel(with.deviance, without.deviance) < 1e-12, "{formula}");
         assert_eq!(with.warnings, without.warnings, "{formula}");

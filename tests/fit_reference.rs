@@ -132,7 +132,8 @@ fn adult_logistic() {
 /// Adult's fit runs its last iterations on the 29 rows of its three separated levels (14
 /// `Without-pay`, 1 `Holand-Netherlands`, 14 `Outlying-US(Guam-USVI-etc)`, counted with pandas),
 /// the other rows held at their quadratic model, and lands where full passes land: the same
-/// iteration count, coefficients and standard errors within 1e-9 relative, the same deviance.
+/// iteration count, coefficients within 1e-9 relative and standard errors within 1e-10 (the
+/// settled rows' information from the final full pass, not their model's), the same deviance.
 #[test]
 fn adult_tail_matches_full_passes() {
     let r = reference("sm_adult_logistic.json");
@@ -153,7 +154,7 @@ fn adult_tail_matches_full_passes() {
         let (a, b) = (with.beta[j], without.beta[j]);
         assert!(rel(a, b) < 1e-9, "coefficient {j}: {a} vs {b}");
         let (a, b) = (with.std_error[j].unwrap(), without.std_error[j].unwrap());
-        assert!(rel(a, b) < 1e-9, "standard error {j}: {a} vs {b}");
+        assert!(rel(a, b) < 1e-10, "standard error {j}: {a} vs {b}");
     }
     assert!(rel(with.deviance, without.deviance) < 1e-12);
     assert!(rel(with.pearson_chi2, without.pearson_chi2) < 1e-9);

@@ -1597,16 +1597,23 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
         let within_noise = change <= st.dev_noise();
         let abs_tol = opts.tol.max(deviance_resolution(tot.n_ok) * obj.abs());
         if (within_noise && last_within_noise) || (change / (obj.abs() + 0.1) < opts.tol && change < abs_tol) {
-            if tail.take().is_none() {
+            let Some(t) = tail.take() else {
                 converged = true;
                 break st;
-            }
+            };
             // Converged in the tail: a full pass at β̂ for the reported sums, and a check of
             // the settled rows' model against it. Should the two deviances differ by more than
             // the criterion resolves, the fit goes on with full passes.
             let full = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
             let full_obj = full.dev.value() + penalty_of(&beta);
             if (full_obj - obj).abs() <= abs_tol.max(full.dev_noise()) {
+                // The standard errors' information at the last step's weights (R's), with the
+                // settled rows' share from this pass instead of their model's G₀, which is as
+                // old as the tail (first order in their drift).
+                if let Some(prev) = &beta_prev {
+                    let last_step = t.information_at(&full, layout, opts, prev, &beta);
+                    factor = factor_information(&last_step, split.as_ref(), &mut blocked, factor.kept(), &ridge)?;
+                }
                 converged = true;
                 break full;
             }

@@ -548,5 +548,25 @@ fn tail_iterations_match_full_passes() {
         }
         assert!(rel(with.deviance, without.deviance) < 1e-12, "{formula}");
         assert_eq!(with.warnings, without.warnings, "{formula}");
+        // Stopped by --max-iter inside the tail: the same unconverged answer as full passes,
+        // standard errors included.
+        opts.max_iter = with.iterations - 1;
+        let cut = fit(&ds, &opts).unwrap();
+        opts.tail = true;
+        let cut_tail = fit(&ds, &opts).unwrap();
+        assert!(
+            cut_tail.tail.is_some() && !cut_tail.converged && !cut.converged,
+            "{formula}"
+        );
+        for j in 0..cut.beta.len() {
+            assert!(
+                rel(cut_tail.beta[j], cut.beta[j]) < 1e-9,
+                "{formula}: cut coefficient {j}"
+            );
+            if let (Some(a), Some(b)) = (cut_tail.std_error[j], cut.std_error[j]) {
+                assert!(rel(a, b) < 1e-10, "{formula}: cut standard error {j}: {a} vs {b}");
+            }
+        }
+        assert!(rel(cut_tail.deviance, cut.deviance) < 1e-12, "{formula}");
     }
 }

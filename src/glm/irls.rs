@@ -1539,6 +1539,22 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             }
         }
     };
+    // Leaving the tail at β: the full pass there (the reported sums), and the standard
+    // errors' information of the last step with the settled rows' share from that pass
+    // instead of their model's G₀, which is as old as the tail (first order in the drift).
+    let leave_tail = |t: Tail,
+                      full: PassStats,
+                      beta: &[f64],
+                      prev: Option<&[f64]>,
+                      factor: &mut InfoFactor,
+                      blocked: &mut bool|
+     -> Result<PassStats> {
+        if let Some(prev) = prev {
+            let last_step = t.information_at(&full, layout, opts, prev, beta);
+            *factor = factor_information(&last_step, split.as_ref(), blocked, factor.kept(), &ridge)?;
+        }
+        Ok(full)
+    };
     let mut tail_use: Option<TailUse> = None;
     let mut st = loop {
         let mut st = eval_at(&mut tail, &beta, blocked);
@@ -1584,8 +1600,9 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             warnings.push(format!(
                 "IRLS stalled at iteration {iterations}: 30 step-halvings could not reduce the deviance; the estimates are not a maximum"
             ));
-            if tail.take().is_some() {
-                break pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            if let Some(t) = tail.take() {
+                let full = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+                break leave_tail(t, full, &beta, beta_prev.as_deref(), &mut factor, &mut blocked)?;
             }
             break st;
         }
@@ -1607,22 +1624,16 @@ pub fn fit_from(ds: &Dataset, opts: &FitOptions, start: Option<&[f64]>) -> Resul
             let full = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
             let full_obj = full.dev.value() + penalty_of(&beta);
             if (full_obj - obj).abs() <= abs_tol.max(full.dev_noise()) {
-                // The standard errors' information at the last step's weights (R's), with the
-                // settled rows' share from this pass instead of their model's G₀, which is as
-                // old as the tail (first order in their drift).
-                if let Some(prev) = &beta_prev {
-                    let last_step = t.information_at(&full, layout, opts, prev, &beta);
-                    factor = factor_information(&last_step, split.as_ref(), &mut blocked, factor.kept(), &ridge)?;
-                }
                 converged = true;
-                break full;
+                break leave_tail(t, full, &beta, beta_prev.as_deref(), &mut factor, &mut blocked)?;
             }
             tail_allowed = false;
             (st, obj) = (full, full_obj);
         }
         if iterations >= opts.max_iter {
-            if tail.take().is_some() {
-                break pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+            if let Some(t) = tail.take() {
+                let full = pass(Eval::Beta(&beta), NullModel::Separate, blocked);
+                break leave_tail(t, full, &beta, beta_prev.as_deref(), &mut factor, &mut blocked)?;
             }
             break st;
         }

@@ -5,6 +5,8 @@
 //! input row id. [`Chunk`] owns its arrays (built by `design::encode`); [`ChunkView`] borrows
 //! them, either from a `Chunk` or zero-copy from a memory-mapped cache file (`store`).
 
+use std::sync::RwLock;
+
 /// An owned chunk, as produced by encoding one Arrow record batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
@@ -14,9 +16,11 @@ pub struct Chunk {
     pub y: Vec<f64>,
     /// Failures column of `cbind(successes, failures)`, if any.
     pub failures: Option<Vec<f64>>,
-    /// Prior weights (1 when none given).
+    /// Prior weights; empty when every row's is 1 (no `--weights`: not stored, see
+    /// [`unit_weights`]).
     pub weight: Vec<f64>,
-    /// Offset of the linear predictor (0 when none given).
+    /// Offset of the linear predictor; empty when every row's is 0 (no `offset()` term: not
+    /// stored, see [`zero_offsets`]).
     pub offset: Vec<f64>,
     /// Number of dense columns.
     pub n_dense: usize,
@@ -40,15 +44,24 @@ impl Chunk {
         self.row_id.len()
     }
 
-    /// Borrow the chunk as a view.
+    /// Borrow the chunk as a view (an empty `weight` or `offset` seen as ones or zeros).
     pub fn view(&self) -> ChunkView<'_> {
+        let n = self.row_id.len();
         ChunkView {
-            n: self.row_id.len(),
+            n,
             row_id: &self.row_id,
             y: &self.y,
             failures: self.failures.as_deref(),
-            weight: &self.weight,
-            offset: &self.offset,
+            weight: if self.weight.is_empty() {
+                unit_weights(n)
+            } else {
+                &self.weight
+            },
+            offset: if self.offset.is_empty() {
+                zero_offsets(n)
+            } else {
+                &self.offset
+            },
             n_dense: self.n_dense,
             dense: &self.dense,
             n_cat: self.n_cat,
@@ -59,6 +72,36 @@ impl Chunk {
             groups: None,
         }
     }
+}
+
+/// `n` prior weights of 1, shared: the weights of every chunk of a model without `--weights`,
+/// which neither chunks nor cache files store (16 of Adult's 104 bytes per row went to the
+/// constant weight and offset columns).
+pub fn unit_weights(n: usize) -> &'static [f64] {
+    static ONES: RwLock<&'static [f64]> = RwLock::new(&[]);
+    constant(&ONES, 1.0, n)
+}
+
+/// `n` offsets of 0, shared: the offsets of every chunk of a model without an `offset()` term
+/// (see [`unit_weights`]).
+pub fn zero_offsets(n: usize) -> &'static [f64] {
+    static ZEROS: RwLock<&'static [f64]> = RwLock::new(&[]);
+    constant(&ZEROS, 0.0, n)
+}
+
+/// The first `n` values of the shared slice in `slot`, all `value`, grown when too short. A slice
+/// that is outgrown stays allocated (views of it may still be in use): lengths are powers of two,
+/// so all of them together take less than twice the longest.
+fn constant(slot: &RwLock<&'static [f64]>, value: f64, n: usize) -> &'static [f64] {
+    let have = *slot.read().unwrap_or_else(|e| e.into_inner());
+    if have.len() >= n {
+        return &have[..n];
+    }
+    let mut s = slot.write().unwrap_or_else(|e| e.into_inner());
+    if s.len() < n {
+        *s = Box::leak(vec![value; n.next_power_of_two()].into_boxed_slice());
+    }
+    &s[..n]
 }
 
 /// A borrowed chunk: the same arrays as [`Chunk`], as slices.

@@ -742,11 +742,13 @@ impl<'a> Encoder<'a> {
                 gather(f, Transform::Identity, &mut v)?;
                 chunk.failures = Some(v);
             }
-            match &weights {
-                Some(w) => gather(w, Transform::Identity, &mut chunk.weight)?,
-                None => chunk.weight = vec![1.0; m],
+            // Without `--weights` and `offset()` terms, the chunk stores neither (all 1, all 0).
+            if let Some(w) = &weights {
+                gather(w, Transform::Identity, &mut chunk.weight)?;
             }
-            chunk.offset = vec![0.0; m];
+            if !offsets.is_empty() {
+                chunk.offset = vec![0.0; m];
+            }
             let mut tmp = Vec::with_capacity(m);
             for o in &offsets {
                 tmp.clear();

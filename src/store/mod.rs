@@ -31,7 +31,7 @@ use crate::source::FileFingerprint;
 /// `Design` no longer holds the coefficient names (they are computed from the layout); the bump
 /// keeps version-3 and version-4 caches apart (the version is part of the cache key) instead of
 /// an older fulcrum reporting a newer manifest as damaged.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"FULCHNK1";
 const HEADER: usize = 64;
 const ALIGN: usize = 64;
@@ -92,6 +92,10 @@ pub struct Manifest {
 #[derive(Debug, Clone, Copy)]
 struct Header {
     has_failures: bool,
+    /// Every prior weight is 1: the weight array is not stored.
+    unit_weight: bool,
+    /// Every offset is 0: the offset array is not stored.
+    zero_offset: bool,
     n: usize,
     n_dense: usize,
     n_cat: usize,
@@ -131,8 +135,8 @@ impl Header {
         let row_id = take(8 * n);
         let y = take(8 * n);
         let failures = self.has_failures.then(|| take(8 * n));
-        let weight = take(8 * n);
-        let offset = take(8 * n);
+        let weight = take(if self.unit_weight { 0 } else { 8 * n });
+        let offset = take(if self.zero_offset { 0 } else { 8 * n });
         let dense = take(8 * n * self.n_dense);
         let cat = take(4 * n * self.n_cat);
         let indptr = take(if self.has_sparse { 4 * (n + 1) } else { 0 });
@@ -167,7 +171,10 @@ fn chunk_header(chunk: &Chunk) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let flags: u32 = chunk.failures.is_some() as u32 | ((has_sparse as u32) << 1);
+    let flags: u32 = chunk.failures.is_some() as u32
+        | ((has_sparse as u32) << 1)
+        | ((chunk.weight.is_empty() as u32) << 2)
+        | ((chunk.offset.is_empty() as u32) << 3);
     h[12..16].copy_from_slice(&flags.to_le_bytes());
     for (k, v) in [chunk.n_rows(), chunk.n_dense, chunk.n_cat, chunk.indices.len()]
         .iter()
@@ -184,8 +191,9 @@ fn chunk_parts<'a>(h: &'a [u8; HEADER], chunk: &'a Chunk) -> (Vec<std::io::IoSli
     let b = bytemuck::cast_slice::<u64, u8>;
     let fb = bytemuck::cast_slice::<f64, u8>;
     let ub = bytemuck::cast_slice::<u32, u8>;
-    // An absent failures column takes no space (the header's flag says so); every other array
-    // is written, empty ones included, each padded to ALIGN.
+    // An absent failures column takes no space (the header's flag says so), nor do unit
+    // weights and zero offsets (empty, flagged); every other array is written, empty ones
+    // included, each padded to ALIGN.
     let arrays: [Option<&[u8]>; 10] = [
         Some(b(&chunk.row_id)),
         Some(fb(&chunk.y)),
@@ -262,6 +270,8 @@ fn parse_header_len(bytes: &[u8], len: usize) -> std::result::Result<Header, Str
     let h = Header {
         has_failures: flags & 1 != 0,
         has_sparse: flags & 2 != 0,
+        unit_weight: flags & 4 != 0,
+        zero_offset: flags & 8 != 0,
         n: u64_at(16) as usize,
         n_dense: u64_at(24) as usize,
         n_cat: u64_at(32) as usize,
@@ -301,8 +311,16 @@ impl MappedChunk {
             row_id: bytemuck::cast_slice(&m[o.row_id..o.row_id + 8 * n]),
             y: f64s(o.y, n),
             failures: o.failures.map(|a| f64s(a, n)),
-            weight: f64s(o.weight, n),
-            offset: f64s(o.offset, n),
+            weight: if h.unit_weight {
+                crate::chunk::unit_weights(n)
+            } else {
+                f64s(o.weight, n)
+            },
+            offset: if h.zero_offset {
+                crate::chunk::zero_offsets(n)
+            } else {
+                f64s(o.offset, n)
+            },
             n_dense: h.n_dense,
             dense: f64s(o.dense, n * h.n_dense),
             n_cat: h.n_cat,
@@ -997,5 +1015,53 @@ mod tests {
         assert_eq!(v.values, w.values);
         // A truncated file is rejected.
         assert!(parse_header(&fs::read(&p).unwrap()[..(bytes as usize - 64)]).is_err());
+    }
+
+    #[test]
+    fn unit_weights_and_zero_offsets_are_not_stored() {
+        let explicit = Chunk {
+            row_id: (0..100).collect(),
+            y: (0..100).map(|i| (i % 2) as f64).collect(),
+            weight: vec![1.0; 100],
+            offset: vec![0.0; 100],
+            n_dense: 1,
+            dense: (0..100).map(|i| i as f64 / 7.0).collect(),
+            ..Default::default()
+        };
+        let implicit = Chunk {
+            weight: Vec::new(),
+            offset: Vec::new(),
+            ..explicit.clone()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (pe, pi) = (dir.path().join("e.bin"), dir.path().join("i.bin"));
+        let (be, bi) = (
+            write_chunk_file(&pe, &explicit).unwrap(),
+            write_chunk_file(&pi, &implicit).unwrap(),
+        );
+        // 100 f64s of weights and of offsets, each array padded to 64 bytes.
+        assert_eq!(be - bi, 2 * 832);
+        for (p, bytes) in [(&pe, be), (&pi, bi)] {
+            let map = map_file(p).unwrap();
+            assert_eq!(map.len() as u64, bytes);
+            let header = parse_header(&map).unwrap();
+            let v = MappedChunk {
+                offsets: header.offsets(),
+                header,
+                map,
+                groups: Default::default(),
+            };
+            let v = v.view();
+            assert_eq!(v.weight, &[1.0; 100][..]);
+            assert_eq!(v.offset, &[0.0; 100][..]);
+            assert_eq!(v.y, &explicit.y[..]);
+            assert_eq!(v.dense, &explicit.dense[..]);
+        }
+        let v = implicit.view();
+        assert_eq!((v.weight.len(), v.offset.len()), (100, 100));
+        assert!(v.weight.iter().all(|&w| w == 1.0) && v.offset.iter().all(|&o| o == 0.0));
+        // A longer chunk after a shorter one still gets as many ones and zeros as rows.
+        assert_eq!(crate::chunk::unit_weights(100_000).len(), 100_000);
+        assert_eq!(crate::chunk::zero_offsets(3), &[0.0; 3][..]);
     }
 }

@@ -977,6 +977,19 @@ mod tests {
         assert_eq!(temp_owner(".x.tmp-notapid"), None);
     }
 
+    /// The chunk file at `p`, of `bytes` bytes, mapped and its header parsed.
+    fn mapped(p: &Path, bytes: u64) -> MappedChunk {
+        let map = map_file(p).unwrap();
+        assert_eq!(map.len() as u64, bytes);
+        let header = parse_header(&map).unwrap();
+        MappedChunk {
+            offsets: header.offsets(),
+            header,
+            map,
+            groups: Default::default(),
+        }
+    }
+
     #[test]
     fn chunk_file_round_trip() {
         let chunk = Chunk {
@@ -996,15 +1009,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.bin");
         let bytes = write_chunk_file(&p, &chunk).unwrap();
-        let map = map_file(&p).unwrap();
-        assert_eq!(map.len() as u64, bytes);
-        let header = parse_header(&map).unwrap();
-        let m = MappedChunk {
-            offsets: header.offsets(),
-            header,
-            map,
-            groups: Default::default(),
-        };
+        let m = mapped(&p, bytes);
         let v = m.view();
         let w = chunk.view();
         assert_eq!(v.row_id, w.row_id);
@@ -1042,16 +1047,8 @@ mod tests {
         // 100 f64s of weights and of offsets, each array padded to 64 bytes.
         assert_eq!(be - bi, 2 * 832);
         for (p, bytes) in [(&pe, be), (&pi, bi)] {
-            let map = map_file(p).unwrap();
-            assert_eq!(map.len() as u64, bytes);
-            let header = parse_header(&map).unwrap();
-            let v = MappedChunk {
-                offsets: header.offsets(),
-                header,
-                map,
-                groups: Default::default(),
-            };
-            let v = v.view();
+            let m = mapped(p, bytes);
+            let v = m.view();
             assert_eq!(v.weight, &[1.0; 100][..]);
             assert_eq!(v.offset, &[0.0; 100][..]);
             assert_eq!(v.y, &explicit.y[..]);

@@ -418,9 +418,10 @@ fn build(
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut builder = CacheBuilder::new(dir)?;
-    // A small cache (Adult's is 3 MB) is held in memory and each file written once, final. Its
-    // size, from the rows read (an upper bound: filters and missing values only remove rows);
-    // sparse entries cannot be counted before decoding, so such a design is never held.
+    // A small cache (Adult's is 2.5 MB) is held in memory and each file written once, final.
+    // Its size, from the rows read (an upper bound: filters and missing values only remove
+    // rows, and weights and offsets are counted whether stored or not); sparse entries cannot
+    // be counted before decoding, so such a design is never held.
     let row_bytes =
         8 * (4 + spec.failures.is_some() as u64 + spec.numeric.len() as u64) + 4 * spec.categorical.len() as u64;
     builder.hold_chunks(spec.sparse.is_empty() && set.n_rows().saturating_mul(row_bytes) <= opts.held_cache_bytes);

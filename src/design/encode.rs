@@ -340,7 +340,11 @@ pub fn filter_matches(arr: &dyn Array, values: &[String]) -> Vec<bool> {
         // 0.15 ms through `DictKeys::get`.
         let (keys, max) = DictKeys::new(d);
         let mut out: Vec<bool> = with_slice!(&keys.0, s => s.iter().map(|&k| hit[(k as usize).min(max)]).collect());
-        if let Some(nb) = d.nulls() {
+        // The validity walk only where a key is null: Parquet's reader can give a nullable
+        // column a validity buffer without a null in it (Adult's `split`), and walking its bits
+        // cost more than the lookups (callgrind, a cold Adult fit: this and taking the first
+        // filter's flags as they are in `filter_mask`, 200.9 M → 199.7 M instructions).
+        if let Some(nb) = d.nulls().filter(|nb| nb.null_count() > 0) {
             for (o, valid) in out.iter_mut().zip(nb.iter()) {
                 *o &= valid;
             }
@@ -599,14 +603,19 @@ impl<'a> Encoder<'a> {
     /// Whether each row of `batch` passes every `--filter` (the spec's filter columns must be in
     /// the batch).
     pub fn filter_mask(&self, batch: &RecordBatch, file: &Path) -> Result<Vec<bool>> {
-        let mut keep = vec![true; batch.num_rows()];
+        let mut keep: Option<Vec<bool>> = None;
         for f in &self.spec.filters {
             let hit = filter_matches(column(batch, &f.column, file)?.as_ref(), &f.values);
-            for (k, h) in keep.iter_mut().zip(hit) {
-                *k &= h;
+            match &mut keep {
+                None => keep = Some(hit),
+                Some(k) => {
+                    for (k, h) in k.iter_mut().zip(hit) {
+                        *k &= h;
+                    }
+                }
             }
         }
-        Ok(keep)
+        Ok(keep.unwrap_or_else(|| vec![true; batch.num_rows()]))
     }
 
     /// Encode `batch`, whose rows are at `rows` in `file` (file rows, as messages give them);

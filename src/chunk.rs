@@ -75,7 +75,7 @@ impl Chunk {
 }
 
 /// `n` prior weights of 1, shared: the weights of every chunk of a model without `--weights`,
-/// which neither chunks nor cache files store (16 of Adult's 104 bytes per row went to the
+/// which neither chunks nor cache files store (16 of Adult's 100 bytes per row went to the
 /// constant weight and offset columns).
 pub fn unit_weights(n: usize) -> &'static [f64] {
     static ONES: RwLock<&'static [f64]> = RwLock::new(&[]);

@@ -420,10 +420,16 @@ fn build(
     let mut builder = CacheBuilder::new(dir)?;
     // A small cache (Adult's is 2.5 MB) is held in memory and each file written once, final.
     // Its size, from the rows read (an upper bound: filters and missing values only remove
-    // rows, and weights and offsets are counted whether stored or not); sparse entries cannot
-    // be counted before decoding, so such a design is never held.
-    let row_bytes =
-        8 * (4 + spec.failures.is_some() as u64 + spec.numeric.len() as u64) + 4 * spec.categorical.len() as u64;
+    // rows): row id and y, the failures, weights and offsets that are stored, the dense and
+    // categorical blocks. Sparse entries cannot be counted before decoding, so such a design is
+    // never held.
+    let stored = |present: bool| present as u64;
+    let row_bytes = 8
+        * (2 + stored(spec.failures.is_some())
+            + stored(spec.weights.is_some())
+            + stored(!spec.offsets.is_empty())
+            + spec.numeric.len() as u64)
+        + 4 * spec.categorical.len() as u64;
     builder.hold_chunks(spec.sparse.is_empty() && set.n_rows().saturating_mul(row_bytes) <= opts.held_cache_bytes);
     let columns = spec.used_columns();
     let encoder = Encoder::new(&spec);

@@ -122,6 +122,15 @@ def _cpu_busy_jiffies():
     return total - idle, total
 
 
+def _steal_jiffies():
+    """Jiffies the hypervisor took from this machine's vCPUs ("steal", /proc/stat), all CPUs.
+    Invisible to the guest otherwise: a vCPU that the host runs something else on looks busy
+    to none of the guest's processes."""
+    with open("/proc/stat") as f:
+        v = f.readline().split()[1:]
+    return int(v[7]) if len(v) > 7 else 0
+
+
 def _proc(pid):
     """RssAnon/RssFile (KiB), threads and utime+stime (jiffies) of a live process, or None."""
     try:
@@ -173,6 +182,7 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
     load1 = os.getloadavg()[0]
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
         sb0, st0 = _cpu_busy_jiffies()
+        steal0 = _steal_jiffies()
         t0 = time.perf_counter()
         p = subprocess.Popen(["/usr/bin/time", "-v"] + cmd, stdout=fo, stderr=fe, text=True, env=env)
         peak = {}
@@ -225,6 +235,7 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
         stop.set()
         sampler.join()
         sb1, st1 = _cpu_busy_jiffies()
+        steal1 = _steal_jiffies()
         fo.seek(0)
         fe.seek(0)
         out, err = fo.read(), fe.read()
@@ -246,7 +257,9 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
         r[f"sampled_peak_{k}_mib"] = v / 1024.0
     busy_s = (sb1 - sb0) / CLK
     own = r.get("user_s", 0.0) + r.get("sys_s", 0.0)
-    r["other_processes_cpu_s"] = round(max(0.0, busy_s - own), 2)  # includes this sampler (small)
+    # Includes this sampler (small) and the host's steal, which is also given on its own.
+    r["other_processes_cpu_s"] = round(max(0.0, busy_s - own), 2)
+    r["steal_s"] = round((steal1 - steal0) / CLK, 2)
     if timeline_dt:
         r["timeline_cols"] = ["t_s", "rss_anon_mib", "rss_file_mib", "cpu_percent", "threads"]
         r["timeline"] = timeline
@@ -313,21 +326,25 @@ def compare(fulcrum_coefs, sm):
     }
 
 
-def bare_walls(cmd, reps, quiet_max_s=0.0, before=None):
+def bare_walls(cmd, reps, quiet_max_s=0.0, before=None, steals=None):
     """Wall seconds of `reps` runs of cmd with nothing around it: no GNU time and no /proc
     sampler thread. For a process of ~15 ms both cost several ms (GNU time's own exec and wait;
     the sampler's /proc reads on one of the 2 CPUs the process uses), so the speed-up ratios of
     short processes use these runs; peak RSS comes from measure()'s runs. `before()` runs,
-    untimed, before each run (removing a cache)."""
+    untimed, before each run (removing a cache). `steals`, if given, gets each run's host steal
+    in CPU seconds (/proc/stat, in ticks of 1/CLK s: a 20 ms run shows 0-4 ticks)."""
     walls = []
     for _ in range(reps):
         if before:
             before()
         if quiet_max_s > 0:
             quiet_wait(quiet_max_s)
+        s0 = _steal_jiffies()
         t0 = time.perf_counter()
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         walls.append(time.perf_counter() - t0)
+        if steals is not None:
+            steals.append((_steal_jiffies() - s0) / CLK)
         if r.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.decode()[-2000:]}")
     return walls
@@ -419,22 +436,25 @@ def cmd_run(a):
             log(f"{label}: fulcrum fit, cache reused, run {k + 1}/{reps} ...")
             prewarm(gib)
             warm.append(fulcrum_fit(fulcrum, inputs, formula, os.path.join(tmp, f"{key}-warm"), cache, extra, quiet_max_s=qw))
-        bare = {}
+        bare, steal = {}, {}
         if bare_reps:
             out = os.path.join(tmp, f"{key}-bare")
             cmd = [fulcrum, "fit", *inputs, "--formula", formula, "--family", "binomial", *extra,
                    "--out", out, "--cache-dir", cache, "-q"]
             log(f"{label}: fulcrum fit, no GNU time or sampler, cache build, {bare_reps} runs ...")
-            bare["cold"] = bare_walls(cmd, bare_reps, qw, before=lambda: subprocess.run(["rm", "-rf", cache], check=True))
+            steal["cold"], steal["warm"] = [], []
+            bare["cold"] = bare_walls(cmd, bare_reps, qw, before=lambda: subprocess.run(["rm", "-rf", cache], check=True),
+                                      steals=steal["cold"])
             log(f"{label}: fulcrum fit, no GNU time or sampler, cache reused, {bare_reps} runs ...")
-            bare["warm"] = bare_walls(cmd, bare_reps, qw)
+            bare["warm"] = bare_walls(cmd, bare_reps, qw, steals=steal["warm"])
         subprocess.run(["rm", "-rf", cache], check=True)
         fit_s = [r["summary"]["timing_s"]["fit_total"] for r in cold + warm]
-        side = lambda runs, b: {"runs": runs, "best_wall_s": best(runs), "max_rss_mib": max(r["max_rss_mib"] for r in runs),
-                                **({"bare_walls_s": b, "best_bare_wall_s": min(b), "median_bare_wall_s": statistics.median(b)} if b else {})}
+        side = lambda runs, b, st: {"runs": runs, "best_wall_s": best(runs), "max_rss_mib": max(r["max_rss_mib"] for r in runs),
+                                    **({"bare_walls_s": b, "best_bare_wall_s": min(b), "median_bare_wall_s": statistics.median(b),
+                                        "bare_steal_s": st} if b else {})}
         return {
-            "cold": side(cold, bare.get("cold")),
-            "warm": side(warm, bare.get("warm")),
+            "cold": side(cold, bare.get("cold"), steal.get("cold")),
+            "warm": side(warm, bare.get("warm"), steal.get("warm")),
             "best_fit_total_s": min(fit_s),
             "iterations": warm[-1]["summary"]["iterations"],
             "n_obs": warm[-1]["summary"]["n_obs"],
@@ -481,10 +501,12 @@ def cmd_run(a):
             log(f"(a) Adult: paired round {j + 1}/{rounds}: statsmodels, then fulcrum {k} cache builds and {k} reuses ...")
             r = sm_run("adult", a.adult, os.path.join(tmp, "sm-adult-paired.json"), blas_threads, quiet_max_s=qw)
             fit_s = r["result"]["timing_s"]["fit"]
-            cold = bare_walls(cmd, k, qw, before=lambda: subprocess.run(["rm", "-rf", cache], check=True))
-            warm = bare_walls(cmd, k, qw)
-            out.append({"sm_fit_s": fit_s, "sm_total_s": r["result"]["timing_s"]["total"],
-                        "cold_walls_s": cold, "warm_walls_s": warm,
+            cold_steal, warm_steal = [], []
+            cold = bare_walls(cmd, k, qw, before=lambda: subprocess.run(["rm", "-rf", cache], check=True), steals=cold_steal)
+            warm = bare_walls(cmd, k, qw, steals=warm_steal)
+            out.append({"sm_fit_s": fit_s, "sm_total_s": r["result"]["timing_s"]["total"], "sm_steal_s": r["steal_s"],
+                        "sm_process_wall_s": r["wall_s"], "cold_walls_s": cold, "warm_walls_s": warm,
+                        "cold_steal_s": cold_steal, "warm_steal_s": warm_steal,
                         "ratio_cold": fit_s / min(cold), "ratio_warm": fit_s / min(warm)})
         subprocess.run(["rm", "-rf", cache], check=True)
         stats = lambda key: {"median": statistics.median(x[key] for x in out),
@@ -627,9 +649,23 @@ def pooled_bests(adult):
     warm = list(fa["warm"]["bare_walls_s"]) + [w for r in pa["rounds"] for w in r["warm_walls_s"]]
     fits = [r["result"]["timing_s"]["fit"] for k in ("statsmodels", "statsmodels_1thread")
             for r in (adult.get(k) or {}).get("runs", [])] + [r["sm_fit_s"] for r in pa["rounds"]]
-    return {"cold_best_s": min(cold), "cold_median_s": statistics.median(cold), "n_cold": len(cold),
-            "warm_best_s": min(warm), "warm_median_s": statistics.median(warm), "n_warm": len(warm),
-            "sm_best_fit_s": min(fits), "sm_median_fit_s": statistics.median(fits), "n_sm_fits": len(fits)}
+    out = {"cold_best_s": min(cold), "cold_median_s": statistics.median(cold), "n_cold": len(cold),
+           "warm_best_s": min(warm), "warm_median_s": statistics.median(warm), "n_warm": len(warm),
+           "sm_best_fit_s": min(fits), "sm_median_fit_s": statistics.median(fits), "n_sm_fits": len(fits)}
+    # The host's steal as a share of the vCPU time the runs spanned (runs since the steal was
+    # recorded): what the machine's slow moments are made of.
+    ncpu = os.cpu_count() or 1
+    for key, walls in (("cold", cold), ("warm", warm)):
+        st = fa[key].get("bare_steal_s")
+        if st is not None and all(f"{key}_steal_s" in r for r in pa["rounds"]):
+            st = list(st) + [x for r in pa["rounds"] for x in r[f"{key}_steal_s"]]
+            out[f"{key}_steal_share"] = sum(st) / (ncpu * sum(walls))
+    sm_runs_ = [r for k in ("statsmodels", "statsmodels_1thread") for r in (adult.get(k) or {}).get("runs", [])]
+    if all("steal_s" in r for r in sm_runs_) and all("sm_steal_s" in r for r in pa["rounds"]):
+        st = [r["steal_s"] for r in sm_runs_] + [r["sm_steal_s"] for r in pa["rounds"]]
+        walls = [r["wall_s"] for r in sm_runs_] + [r["sm_process_wall_s"] for r in pa["rounds"]]
+        out["sm_steal_share"] = sum(st) / (ncpu * sum(walls))
+    return out
 
 
 def targets(res):
@@ -720,6 +756,10 @@ def table(r):
             f"{t['adult_e2e_speedup_cold_vs_glm_fit_pooled']:.0f}× / {t['adult_e2e_speedup_warm_vs_glm_fit_pooled']:.0f}×",
             ok(min(t['adult_e2e_speedup_cold_vs_glm_fit_pooled'], t['adult_e2e_speedup_warm_vs_glm_fit_pooled']) >= 100))]
           if "adult_pooled" in t else []),
+        *([("Host steal (/proc/stat) during those runs, as a share of the vCPU time they spanned: fulcrum cache builds / reuses; statsmodels processes",
+            "{:.0%} / {:.0%}; {:.0%}".format(t["adult_pooled"]["cold_steal_share"], t["adult_pooled"]["warm_steal_share"],
+                                           t["adult_pooled"]["sm_steal_share"]), "", "", "")]
+          if "sm_steal_share" in t.get("adult_pooled", {}) and "cold_steal_share" in t["adult_pooled"] else []),
         *([(f"Speed-up in paired rounds ({len(r['adult']['paired']['rounds'])} rounds, each one `GLM.fit` ({r['adult']['paired']['blas_threads']} BLAS threads) then "
             f"{r['adult']['paired']['runs_per_round']} bare fulcrum runs per cache state): `GLM.fit` / the round's best fulcrum run, cache build / reused: median (range)",
             "", "≥ 100×",

@@ -660,10 +660,10 @@ def pooled_bests(adult):
         if st is not None and all(f"{key}_steal_s" in r for r in pa["rounds"]):
             st = list(st) + [x for r in pa["rounds"] for x in r[f"{key}_steal_s"]]
             out[f"{key}_steal_share"] = sum(st) / (ncpu * sum(walls))
-    sm_runs_ = [r for k in ("statsmodels", "statsmodels_1thread") for r in (adult.get(k) or {}).get("runs", [])]
-    if all("steal_s" in r for r in sm_runs_) and all("sm_steal_s" in r for r in pa["rounds"]):
-        st = [r["steal_s"] for r in sm_runs_] + [r["sm_steal_s"] for r in pa["rounds"]]
-        walls = [r["wall_s"] for r in sm_runs_] + [r["sm_process_wall_s"] for r in pa["rounds"]]
+    sm_procs = [r for k in ("statsmodels", "statsmodels_1thread") for r in (adult.get(k) or {}).get("runs", [])]
+    if all("steal_s" in r for r in sm_procs) and all("sm_steal_s" in r for r in pa["rounds"]):
+        st = [r["steal_s"] for r in sm_procs] + [r["sm_steal_s"] for r in pa["rounds"]]
+        walls = [r["wall_s"] for r in sm_procs] + [r["sm_process_wall_s"] for r in pa["rounds"]]
         out["sm_steal_share"] = sum(st) / (ncpu * sum(walls))
     return out
 

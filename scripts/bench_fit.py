@@ -113,22 +113,28 @@ def head(src, out, n):
 # ---------------------------------------------------------------------------------------------
 # measurement helpers
 # ---------------------------------------------------------------------------------------------
-def _cpu_busy_jiffies():
-    """(busy, total) jiffies of the whole machine from /proc/stat."""
+def _cpu_jiffies():
+    """The whole machine's CPU line of /proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal, ... (jiffies, all CPUs)."""
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def _cpu_busy_jiffies(v=None):
+    """(busy, total) jiffies of the whole machine from /proc/stat (or from `v`, a
+    `_cpu_jiffies()` reading)."""
+    v = v or _cpu_jiffies()
     idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
     total = sum(v[:8])
     return total - idle, total
 
 
-def _steal_jiffies():
+def _steal_jiffies(v=None):
     """Jiffies the hypervisor took from this machine's vCPUs ("steal", /proc/stat), all CPUs.
     Invisible to the guest otherwise: a vCPU that the host runs something else on looks busy
     to none of the guest's processes."""
-    with open("/proc/stat") as f:
-        v = f.readline().split()[1:]
-    return int(v[7]) if len(v) > 7 else 0
+    v = v or _cpu_jiffies()
+    return v[7] if len(v) > 7 else 0
 
 
 def _proc(pid):
@@ -181,8 +187,8 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
     q = quiet_wait(quiet_max_s) if quiet_max_s > 0 else None
     load1 = os.getloadavg()[0]
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
-        sb0, st0 = _cpu_busy_jiffies()
-        steal0 = _steal_jiffies()
+        v0 = _cpu_jiffies()
+        (sb0, st0), steal0 = _cpu_busy_jiffies(v0), _steal_jiffies(v0)
         t0 = time.perf_counter()
         p = subprocess.Popen(["/usr/bin/time", "-v"] + cmd, stdout=fo, stderr=fe, text=True, env=env)
         peak = {}
@@ -234,8 +240,8 @@ def measure(cmd, timeout=None, timeline_dt=None, quiet_max_s=0.0, env=None):
         wall = time.perf_counter() - t0
         stop.set()
         sampler.join()
-        sb1, st1 = _cpu_busy_jiffies()
-        steal1 = _steal_jiffies()
+        v1 = _cpu_jiffies()
+        (sb1, st1), steal1 = _cpu_busy_jiffies(v1), _steal_jiffies(v1)
         fo.seek(0)
         fe.seek(0)
         out, err = fo.read(), fe.read()

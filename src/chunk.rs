@@ -52,16 +52,8 @@ impl Chunk {
             row_id: &self.row_id,
             y: &self.y,
             failures: self.failures.as_deref(),
-            weight: if self.weight.is_empty() {
-                unit_weights(n)
-            } else {
-                &self.weight
-            },
-            offset: if self.offset.is_empty() {
-                zero_offsets(n)
-            } else {
-                &self.offset
-            },
+            weight: weights_or_ones((!self.weight.is_empty()).then_some(&self.weight[..]), n),
+            offset: offsets_or_zeros((!self.offset.is_empty()).then_some(&self.offset[..]), n),
             n_dense: self.n_dense,
             dense: &self.dense,
             n_cat: self.n_cat,
@@ -87,6 +79,16 @@ pub fn unit_weights(n: usize) -> &'static [f64] {
 pub fn zero_offsets(n: usize) -> &'static [f64] {
     static ZEROS: RwLock<&'static [f64]> = RwLock::new(&[]);
     constant(&ZEROS, 0.0, n)
+}
+
+/// A chunk's prior weights: the stored array, or [`unit_weights`] when none is stored.
+pub fn weights_or_ones(stored: Option<&[f64]>, n: usize) -> &[f64] {
+    stored.unwrap_or_else(|| unit_weights(n))
+}
+
+/// A chunk's offsets: the stored array, or [`zero_offsets`] when none is stored.
+pub fn offsets_or_zeros(stored: Option<&[f64]>, n: usize) -> &[f64] {
+    stored.unwrap_or_else(|| zero_offsets(n))
 }
 
 /// The first `n` values of the shared slice in `slot`, all `value`, grown when too short. A slice

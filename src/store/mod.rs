@@ -28,9 +28,10 @@ use crate::error::{Error, Result};
 use crate::source::FileFingerprint;
 
 /// Bumped whenever the chunk file layout or manifest meaning changes. 4: the manifest's
-/// `Design` no longer holds the coefficient names (they are computed from the layout); the bump
-/// keeps version-3 and version-4 caches apart (the version is part of the cache key) instead of
-/// an older fulcrum reporting a newer manifest as damaged.
+/// `Design` no longer holds the coefficient names (they are computed from the layout). 5: chunk
+/// files leave out all-one prior weights and all-zero offsets (header flag bits 2 and 3). Each
+/// bump keeps the caches of two versions apart (the version is part of the cache key) instead
+/// of an older fulcrum reporting a newer cache as damaged.
 pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"FULCHNK1";
 const HEADER: usize = 64;
@@ -311,16 +312,8 @@ impl MappedChunk {
             row_id: bytemuck::cast_slice(&m[o.row_id..o.row_id + 8 * n]),
             y: f64s(o.y, n),
             failures: o.failures.map(|a| f64s(a, n)),
-            weight: if h.unit_weight {
-                crate::chunk::unit_weights(n)
-            } else {
-                f64s(o.weight, n)
-            },
-            offset: if h.zero_offset {
-                crate::chunk::zero_offsets(n)
-            } else {
-                f64s(o.offset, n)
-            },
+            weight: crate::chunk::weights_or_ones((!h.unit_weight).then(|| f64s(o.weight, n)), n),
+            offset: crate::chunk::offsets_or_zeros((!h.zero_offset).then(|| f64s(o.offset, n)), n),
             n_dense: h.n_dense,
             dense: f64s(o.dense, n * h.n_dense),
             n_cat: h.n_cat,
